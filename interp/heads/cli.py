@@ -1,0 +1,9 @@
+"""Command-line commands of interp.heads (registered on the main app by interp.cli)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this package's commands to the main `interp` app."""
