@@ -1,0 +1,110 @@
+"""Hook names (TransformerLens conventions), name resolution, and the activation cache."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from collections.abc import Iterable
+
+import torch
+
+LAYER_HOOKS = (
+    "hook_resid_pre",
+    "hook_resid_mid",
+    "hook_resid_post",
+    "hook_attn_out",
+    "hook_mlp_out",
+    "attn.hook_q",
+    "attn.hook_k",
+    "attn.hook_v",
+    "attn.hook_z",
+    "attn.hook_pattern",
+)
+GLOBAL_HOOKS = ("hook_embed", "ln_final.hook_normalized")
+ATTENTION_INTERNAL = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern")
+_WILDCARD = re.compile(r"[*?\[]")
+_LAYER_NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
+
+
+def all_hook_names(n_layers: int) -> list[str]:
+    """Every hook name a model with ``n_layers`` blocks offers, in forward order."""
+    names = ["hook_embed"]
+    names += [f"blocks.{layer}.{hook}" for layer in range(n_layers) for hook in LAYER_HOOKS]
+    names.append("ln_final.hook_normalized")
+    return names
+
+
+def resolve_hook_names(requested: str | Iterable[str] | None, available: list[str]) -> list[str]:
+    """Expand exact names and glob patterns (``blocks.*.hook_resid_post``) against ``available``.
+
+    Unknown names raise ``KeyError`` with the closest valid names; a pattern that matches nothing
+    raises too, so a typo never silently captures nothing.
+    """
+    if requested is None:
+        return []
+    items = [requested] if isinstance(requested, str) else list(requested)
+    known = set(available)
+    chosen: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"hook names must be strings or glob patterns, got {type(item).__name__}")
+        if _WILDCARD.search(item):
+            matches = fnmatch.filter(available, item)
+            if not matches:
+                raise KeyError(f"hook pattern {item!r} matches no hook; {_suggest(item, available)}")
+            chosen += matches
+        elif item in known:
+            chosen.append(item)
+        else:
+            raise KeyError(f"unknown hook name {item!r}; {_suggest(item, available)}")
+    return list(dict.fromkeys(chosen))
+
+
+def _suggest(name: str, available: list[str]) -> str:
+    close = difflib.get_close_matches(name, available, n=3, cutoff=0.6)
+    if close:
+        return "did you mean " + ", ".join(repr(c) for c in close) + "?"
+    kinds = ", ".join(("blocks.{l}." + h) for h in LAYER_HOOKS)
+    return f"valid names are {', '.join(GLOBAL_HOOKS)} and {kinds}"
+
+
+def split_layer_name(name: str) -> tuple[int | None, str]:
+    """``"blocks.3.attn.hook_z"`` -> ``(3, "attn.hook_z")``; global names -> ``(None, name)``."""
+    match = _LAYER_NAME.match(name)
+    if match is None:
+        return None, name
+    return int(match.group(1)), match.group(2)
+
+
+class ActivationCache(dict):
+    """Captured activations keyed by hook name, plus attention statistics when requested.
+
+    ``attention_stats`` maps a layer index to that layer's
+    :class:`interp.kernels.AttentionStats`; ``stats(field)`` stacks one field over layers.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.attention_stats: dict[int, object] = {}
+
+    def stack(self, hook: str) -> torch.Tensor:
+        """Stack ``blocks.{l}.<hook>`` over the captured layers: ``[layers, ...]``."""
+        layers = sorted(
+            (layer, name)
+            for name in self
+            for layer, suffix in [split_layer_name(name)]
+            if layer is not None and suffix == hook
+        )
+        if not layers:
+            raise KeyError(f"no captured activations for blocks.*.{hook}; captured: {sorted(self)}")
+        return torch.stack([self[name] for _, name in layers])
+
+    def stats(self, field: str) -> torch.Tensor:
+        """One attention-statistics field stacked over layers: ``[layers, batch, heads, ...]``."""
+        if not self.attention_stats:
+            raise KeyError("no attention statistics were requested in this run")
+        values = [getattr(self.attention_stats[layer], field) for layer in sorted(self.attention_stats)]
+        if values[0] is None:
+            raise KeyError(f"attention statistic {field!r} was not requested in this run")
+        return torch.stack(values)

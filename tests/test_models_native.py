@@ -1,0 +1,126 @@
+"""Native HookedLM backend: parity with the plain Hugging Face forward on tiny models."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import interp
+from tests.tiny import tiny_hf_model
+
+TEXT = "w5 w9 w14 w5 w9 w30 w31 w2 w7 w8 w20 w21"
+
+
+def _pair(family: str, tokenizer):
+    """A wrapped model and an untouched eager copy of the same weights."""
+    reference = tiny_hf_model(family, vocab_size=len(tokenizer))
+    reference.set_attn_implementation("eager")
+    lm = interp.load_model(copy.deepcopy(reference), tokenizer=tokenizer, device="cpu")
+    return lm, reference
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gpt_neox"])
+def test_logits_and_residual_stream_match_hf(family, tokenizer):
+    lm, reference = _pair(family, tokenizer)
+    tokens = lm.to_tokens([TEXT, TEXT])
+    logits, cache = lm.run(tokens, capture="blocks.*.hook_resid_post")
+    with torch.no_grad():
+        out = reference(tokens, output_hidden_states=True)
+    torch.testing.assert_close(logits, out.logits, atol=1e-4, rtol=0)
+    for layer in range(lm.n_layers - 1):  # HF's last hidden state is after the final norm
+        torch.testing.assert_close(cache[f"blocks.{layer}.hook_resid_post"], out.hidden_states[layer + 1], atol=1e-5, rtol=0)
+    final = lm.norm(None, "final", cache[f"blocks.{lm.n_layers - 1}.hook_resid_post"])
+    torch.testing.assert_close(final, out.hidden_states[-1], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gpt_neox"])
+def test_hook_z_through_W_O_equals_attention_output(family, tokenizer):
+    lm, _ = _pair(family, tokenizer)
+    _, cache = lm.run(TEXT, capture=["blocks.*.attn.hook_z", "blocks.*.hook_attn_out"])
+    for layer in range(lm.n_layers):
+        z = cache[f"blocks.{layer}.attn.hook_z"].double()
+        recombined = torch.einsum("bthd,hdm->btm", z, lm.W_O[layer].double()) + lm.b_O[layer].double()
+        torch.testing.assert_close(recombined.float(), cache[f"blocks.{layer}.hook_attn_out"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gpt_neox"])
+def test_post_rotary_q_k_reproduce_eager_attention(family, tokenizer):
+    lm, reference = _pair(family, tokenizer)
+    tokens = lm.to_tokens(TEXT)
+    _, cache = lm.run(tokens, capture=["blocks.*.attn.hook_q", "blocks.*.attn.hook_k", "blocks.*.attn.hook_pattern"])
+    with torch.no_grad():
+        eager = reference(tokens, output_attentions=True).attentions
+    groups = lm.n_heads // lm.n_kv_heads
+    for layer in range(lm.n_layers):
+        q = cache[f"blocks.{layer}.attn.hook_q"].double().transpose(1, 2)
+        k = cache[f"blocks.{layer}.attn.hook_k"].double().transpose(1, 2).repeat_interleave(groups, dim=1)
+        logits = q @ k.transpose(-1, -2) / lm.d_head**0.5
+        causal = torch.ones(logits.shape[-2:], dtype=torch.bool).tril()
+        pattern = logits.masked_fill(~causal, float("-inf")).softmax(-1)
+        torch.testing.assert_close(pattern.float(), eager[layer], atol=1e-5, rtol=0)
+        torch.testing.assert_close(cache[f"blocks.{layer}.attn.hook_pattern"], eager[layer], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gpt_neox"])
+def test_value_weights_reproduce_hook_v(family, tokenizer):
+    lm, _ = _pair(family, tokenizer)
+    _, cache = lm.run(TEXT, capture=["blocks.*.hook_resid_pre", "blocks.*.attn.hook_v"])
+    groups = lm.n_heads // lm.n_kv_heads
+    for layer in range(lm.n_layers):
+        x = lm.norm(layer, "attn", cache[f"blocks.{layer}.hook_resid_pre"]).double()
+        v = torch.einsum("btm,hmd->bthd", x, lm.W_V[layer].double()) + lm.b_V[layer].double()
+        expected = cache[f"blocks.{layer}.attn.hook_v"].repeat_interleave(groups, dim=2)
+        torch.testing.assert_close(v.float(), expected, atol=1e-5, rtol=0)
+
+
+def test_query_weights_reproduce_hook_q_without_rotary(tokenizer):
+    lm, _ = _pair("gpt2", tokenizer)
+    _, cache = lm.run(TEXT, capture=["blocks.0.hook_resid_pre", "blocks.0.attn.hook_q", "blocks.0.attn.hook_k"])
+    x = lm.norm(0, "attn", cache["blocks.0.hook_resid_pre"]).double()
+    for name, W, b in (("q", lm.W_Q, lm.b_Q), ("k", lm.W_K, lm.b_K)):
+        projected = torch.einsum("btm,hmd->bthd", x, W[0].double()) + b[0].double()
+        torch.testing.assert_close(projected.float(), cache[f"blocks.0.attn.hook_{name}"], atol=1e-5, rtol=0)
+
+
+def test_resid_mid_and_mlp_out_decompose_the_block(tiny_lm):
+    hooks = ["hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out"]
+    _, cache = tiny_lm.run(TEXT, capture=[f"blocks.1.{h}" for h in hooks])
+    c = {h: cache[f"blocks.1.{h}"] for h in hooks}
+    torch.testing.assert_close(c["hook_resid_mid"], c["hook_resid_pre"] + c["hook_attn_out"])
+    torch.testing.assert_close(c["hook_resid_post"], c["hook_resid_mid"] + c["hook_mlp_out"])
+    mlp = tiny_lm.mlp(1, tiny_lm.norm(1, "mlp", c["hook_resid_mid"]))
+    torch.testing.assert_close(mlp, c["hook_mlp_out"])
+
+
+def test_captures_only_what_is_asked(tiny_lm):
+    _, cache = tiny_lm.run(TEXT, capture=["blocks.0.attn.hook_z"])
+    assert list(cache) == ["blocks.0.attn.hook_z"]
+    assert cache["blocks.0.attn.hook_z"].shape == (1, 13, tiny_lm.n_heads, tiny_lm.d_head)
+    _, empty = tiny_lm.run(TEXT)
+    assert len(empty) == 0 and not empty.attention_stats
+
+
+def test_padded_batch_matches_single_sequences(tiny_lm):
+    texts = ["w5 w6 w7 w8 w9", "w10 w11"]
+    logits, _ = tiny_lm.run(texts)
+    for row, text in enumerate(texts):
+        alone, _ = tiny_lm.run(text)
+        length = alone.shape[1]
+        torch.testing.assert_close(logits[row, :length], alone[0], atol=1e-5, rtol=0)
+
+
+def test_gqa_weights_are_expanded_per_query_head(tiny_lm):
+    assert tiny_lm.W_K.shape == (tiny_lm.n_layers, tiny_lm.n_heads, tiny_lm.d_model, tiny_lm.d_head)
+    groups = tiny_lm.n_heads // tiny_lm.n_kv_heads
+    torch.testing.assert_close(tiny_lm.W_K[:, 0], tiny_lm.W_K[:, groups - 1])
+    assert not torch.equal(tiny_lm.W_K[:, 0], tiny_lm.W_K[:, groups])
+
+
+def test_kv_cache_decoding_matches_full_forward(tiny_lm):
+    tokens = tiny_lm.to_tokens(TEXT)
+    full, _ = tiny_lm.run(tokens)
+    prefix, cache = tiny_lm.run(tokens[:, :-1], use_cache=True)
+    last, _ = tiny_lm.run(tokens[:, -1:], past_key_values=cache.past_key_values, use_cache=True)
+    torch.testing.assert_close(last[0, -1], full[0, -1], atol=1e-5, rtol=0)
