@@ -10,6 +10,7 @@ import torch
 import interp
 from tests.tiny import tiny_hf_model
 
+FAMILIES = ["llama", "qwen2", "gemma", "gpt2", "gpt_neox"]
 TEXT = "w5 w9 w14 w5 w9 w30 w31 w2 w7 w8 w20 w21"
 
 
@@ -21,7 +22,7 @@ def _pair(family: str, tokenizer):
     return lm, reference
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2", "gpt_neox"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_logits_and_residual_stream_match_hf(family, tokenizer):
     lm, reference = _pair(family, tokenizer)
     tokens = lm.to_tokens([TEXT, TEXT])
@@ -35,7 +36,7 @@ def test_logits_and_residual_stream_match_hf(family, tokenizer):
     torch.testing.assert_close(final, out.hidden_states[-1], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2", "gpt_neox"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_hook_z_through_W_O_equals_attention_output(family, tokenizer):
     lm, _ = _pair(family, tokenizer)
     _, cache = lm.run(TEXT, capture=["blocks.*.attn.hook_z", "blocks.*.hook_attn_out"])
@@ -45,7 +46,7 @@ def test_hook_z_through_W_O_equals_attention_output(family, tokenizer):
         torch.testing.assert_close(recombined.float(), cache[f"blocks.{layer}.hook_attn_out"], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2", "gpt_neox"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_post_rotary_q_k_reproduce_eager_attention(family, tokenizer):
     lm, reference = _pair(family, tokenizer)
     tokens = lm.to_tokens(TEXT)
@@ -63,7 +64,7 @@ def test_post_rotary_q_k_reproduce_eager_attention(family, tokenizer):
         torch.testing.assert_close(cache[f"blocks.{layer}.attn.hook_pattern"], eager[layer], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2", "gpt_neox"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_value_weights_reproduce_hook_v(family, tokenizer):
     lm, _ = _pair(family, tokenizer)
     _, cache = lm.run(TEXT, capture=["blocks.*.hook_resid_pre", "blocks.*.attn.hook_v"])
@@ -124,3 +125,13 @@ def test_kv_cache_decoding_matches_full_forward(tiny_lm):
     prefix, cache = tiny_lm.run(tokens[:, :-1], use_cache=True)
     last, _ = tiny_lm.run(tokens[:, -1:], past_key_values=cache.past_key_values, use_cache=True)
     torch.testing.assert_close(last[0, -1], full[0, -1], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_unembed_of_last_residual_reproduces_logits(family, tokenizer):
+    lm, _ = _pair(family, tokenizer)
+    logits, cache = lm.run(TEXT, capture=f"blocks.{lm.n_layers - 1}.hook_resid_post")
+    unembedded = lm.unembed(cache[f"blocks.{lm.n_layers - 1}.hook_resid_post"])
+    torch.testing.assert_close(unembedded, logits, atol=1e-5, rtol=0)
+    direct = lm.norm(None, "final", cache[f"blocks.{lm.n_layers - 1}.hook_resid_post"]) @ lm.W_U + lm.b_U
+    torch.testing.assert_close(direct, logits, atol=1e-5, rtol=0)

@@ -8,9 +8,13 @@ from transformers import (
     GPT2Config,
     GPT2LMHeadModel,
     GPTNeoXConfig,
+    GemmaConfig,
+    GemmaForCausalLM,
     GPTNeoXForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
     PreTrainedTokenizerFast,
 )
 
@@ -29,20 +33,24 @@ def word_tokenizer(size: int = 96) -> PreTrainedTokenizerFast:
 def tiny_hf_model(family: str, *, vocab_size: int = 96, layers: int = 2, seed: int = 0) -> torch.nn.Module:
     """A random-init causal LM of ``family`` small enough for unit tests (float32, eval mode)."""
     torch.manual_seed(seed)
-    if family == "llama":
-        config = LlamaConfig(
+    llama_like = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM), "gemma": (GemmaConfig, GemmaForCausalLM)}
+    if family in llama_like:
+        config_class, model_class = llama_like[family]
+        config = config_class(
             vocab_size=vocab_size,
             hidden_size=32,
             intermediate_size=64,
             num_hidden_layers=layers,
             num_attention_heads=4,
             num_key_value_heads=2,
+            head_dim=8,
             max_position_embeddings=128,
             bos_token_id=1,
             pad_token_id=2,
+            eos_token_id=2,
             tie_word_embeddings=False,
         )
-        model = LlamaForCausalLM(config)
+        model = model_class(config)
     elif family == "gpt2":
         config = GPT2Config(
             vocab_size=vocab_size, n_embd=32, n_layer=layers, n_head=4, n_positions=128, bos_token_id=1, eos_token_id=2

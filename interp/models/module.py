@@ -2,7 +2,8 @@
 
 Paths are ``named_modules`` names (``"blocks.3"``, ``"encoder.layer.*.output"``); glob patterns
 expand against them. Recurrent layers (``nn.RNN``/``nn.GRU``/``nn.LSTM`` and their cells) also
-offer ``"<path>.hook_state"``: every time step's state ``[batch, time, state]``, obtained by
+offer ``"<path>.hook_state"``: every time step's state ``[batch, time, state]`` (all layers'
+``h`` in order, then, for an LSTM, all layers' ``c``), obtained by
 unrolling an equivalent step-by-step cell with the same weights (the fused kernels never show
 intermediate states, and an LSTM's cell state ``c`` is part of its state).
 """
@@ -74,17 +75,16 @@ class HookedModule:
 
 def _state_hook(name: str, cache: ActivationCache):
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        from interp.models.recurrent import as_recurrent
-        from interp.rnn.protocol import unroll
+        from interp.rnn import as_recurrent, unroll
 
         x = args[0] if args else kwargs["input"]
         initial = args[1] if len(args) > 1 else kwargs.get("hx")
-        if initial is not None:
-            raise ValueError(f"{name}: per-step capture supports only the default zero initial state")
-        if x.dim() == 2:  # unbatched sequence [time, features]
-            x = x.unsqueeze(0)
-        elif not getattr(module, "batch_first", False):
+        if x.dim() == 2:
+            raise ValueError(f"{name}: per-step capture needs a batched input [batch, time, features]")
+        if not getattr(module, "batch_first", False):
             x = x.transpose(0, 1)
-        cache[name] = unroll(as_recurrent(module), x).detach()
+        adapter = as_recurrent(module)
+        h0 = adapter.from_torch_state(initial) if initial is not None else None
+        cache[name] = unroll(adapter, x, h0).detach()
 
     return hook

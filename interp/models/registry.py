@@ -179,7 +179,7 @@ def _kind(obj: object) -> str:
         return "transformer_lens"
     if any(n.endswith("TransformerBridge") and n.startswith("transformer_lens") for n in names):
         return "transformer_bridge"
-    if any(n.startswith("nnsight") and n.endswith("LanguageModel") for n in names):
+    if any(n.startswith("nnsight") and n.endswith(("LanguageModel", "TransformersModel")) for n in names):
         return "nnsight"
     if any(n == "transformers.modeling_utils.PreTrainedModel" for n in names):
         return "hf"
