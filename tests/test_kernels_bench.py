@@ -1,0 +1,75 @@
+"""The CPU-testable parts of the attention_stats benchmarks (the GPU script's correctness check
+runs here on the Triton interpreter at small shapes)."""
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import dataclasses  # noqa: E402
+import importlib.util  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from interp.kernels import attention_stats, reference_attention_stats  # noqa: E402
+
+BENCH = Path(__file__).resolve().parents[1] / "analyses" / "benchmarks"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def gpu_bench():
+    return _load("gpu_attention_stats")
+
+
+def test_gpu_correctness_check_passes_on_interpreter(gpu_bench):
+    rows = gpu_bench.check_correctness("cpu", small=True)
+    assert len(rows) == len(gpu_bench.SMALL_CASES)
+    assert all(r["ok"] for r in rows), gpu_bench.format_correctness(rows)
+    table = gpu_bench.format_correctness(rows)
+    assert "bf16 decode" in table and "NO" not in table
+
+
+def test_gpu_compare_catches_wrong_answers(gpu_bench):
+    case = gpu_bench.SMALL_CASES[0]
+    q, k, kwargs = gpu_bench.make_case(case, "cpu", seed=0)
+    ref = reference_attention_stats(q, k, **kwargs)
+    out = attention_stats(q, k, backend="torch", **kwargs)
+    lse_err, prob_err, arg_diff = gpu_bench.compare(out, ref, 1e-5)
+    assert lse_err <= 1e-5 and prob_err <= 1e-5 and arg_diff == 0
+    assert torch.isneginf(ref.lse).any()  # the case has fully masked rows
+    bad = dataclasses.replace(out, range_mass=out.range_mass * 1.001, argmax=out.argmax.flip(-1))
+    _, prob_err, arg_diff = gpu_bench.compare(bad, ref, 1e-5)
+    assert prob_err > 1e-5 and arg_diff > 0.5
+
+
+def test_gpu_script_refuses_without_cuda(gpu_bench, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert gpu_bench.main([]) == 2
+    assert "needs a GPU" in capsys.readouterr().err
+
+
+def test_speed_tables_format(gpu_bench):
+    rows = [
+        dict(T=4096, method="SDPA flash forward (q,k,v)", ms=1.5, ratio=1.0, mib=32.0),
+        dict(T=4096, method="stats config M64 N64 w4 s3", error="OutOfResources"),
+    ]
+    table = gpu_bench.format_speed(rows)
+    assert "1.500" in table and "OutOfResources" in table
+    cpu = _load("attention_stats")
+    table = cpu.format_table(
+        [
+            dict(T=512, method="sdpa", time_s=0.03, ratio=1.0, peak="3.4"),
+            dict(T=8192, method="materialized", time_s=None, ratio=None, peak=">= 2.2 GiB*"),
+        ]
+    )
+    assert "skipped" in table and "0.0300" in table
+    assert cpu.materialized_gib(8192) == pytest.approx(9 * 8192**2 * 4 / 2**30)
