@@ -3,20 +3,20 @@
 Load a pretrained model and find its induction, successor and retrieval heads; extract the fixed
 points and automata of trained RNNs; fit block-recurrent depth phases; measure solution
 degeneracy across RNN ensembles. Every analysis returns a result object with ``table()``,
-``save()``, ``load()`` and ``figure()``.
+``save()``, ``load()`` and ``figure()``. ``import interp`` stays light: transformers is imported
+only when a model is loaded.
 """
 
 from __future__ import annotations
 
+from interp._lazy import lazy_exports
+
 __version__ = "0.1.0"
 
-__all__ = ["HookedLM", "HookedModule", "load_model", "__version__"]
-
-
-def __getattr__(name: str):
-    # Lazy: `import interp` stays light; transformers is imported only when a model is loaded.
-    if name in {"HookedLM", "HookedModule", "load_model"}:
-        from interp import models
-
-        return getattr(models, name)
-    raise AttributeError(f"module 'interp' has no attribute {name!r}")
+_EXPORTS = {
+    "HookedLM": "interp.models.hooked",
+    "HookedModule": "interp.models.module",
+    "load_model": "interp.models.registry",
+}
+__all__ = [*sorted(_EXPORTS), "__version__"]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

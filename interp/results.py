@@ -122,7 +122,9 @@ class Result:
         for name, kind in document["array_kinds"].items():
             if kind.startswith("dict"):
                 prefix = f"{name}/"
-                value: Any = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+                value: Any = {
+                    k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)
+                }
                 if kind == "dict-numpy":
                     value = {k: v.numpy() for k, v in value.items()}
             else:

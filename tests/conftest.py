@@ -26,7 +26,10 @@ def tiny_family(request):
 def tiny_models(tokenizer):
     """One tiny random-init HF model per family, with a word-level tokenizer."""
     torch.manual_seed(0)
-    return {family: tiny_hf_model(family, vocab_size=len(tokenizer)) for family in ("llama", "gpt2", "gpt_neox")}
+    return {
+        family: tiny_hf_model(family, vocab_size=len(tokenizer))
+        for family in ("llama", "gpt2", "gpt_neox")
+    }
 
 
 @pytest.fixture(scope="session")

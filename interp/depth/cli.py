@@ -2,8 +2,100 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the main `interp` app."""
+
+    @app.command("phases")
+    def phases(
+        model: str = typer.Option(
+            "digits-vit",
+            "--model",
+            help="'digits-vit' (a small ViT trained here on scikit-learn's 8x8 digits, cached under "
+            "$INTERP_CACHE) or a language model: registry name, local folder, .gguf file or hub id "
+            "(see `interp models`; 'smollm2-135m' is the embedded model).",
+        ),
+        k: int = typer.Option(
+            None, "--k", help="Number of phases. Default: chosen by the --epsilon stopping rule."
+        ),
+        method: str = typer.Option(
+            "dp",
+            "--method",
+            help="'dp': exact best split into contiguous runs of layers; 'maxcut': the paper's recursive "
+            "max-cut (phases need not be contiguous; at most 22 layers).",
+        ),
+        epsilon: float = typer.Option(
+            0.1,
+            "--epsilon",
+            help="Stopping rule when --k is not given: add a phase only if it cuts at least this "
+            "fraction of the total dissimilarity.",
+        ),
+        metric: str = typer.Option(
+            "cosine", "--metric", help="'cosine' (1 - cos, the paper's) or 'cka'."
+        ),
+        drop_path: float = typer.Option(
+            0.0,
+            "--drop-path",
+            help="digits-vit only: stochastic-depth rate the ViT is trained with.",
+        ),
+        epochs: int = typer.Option(30, "--epochs", help="digits-vit only: training epochs."),
+        raptor: bool = typer.Option(
+            True,
+            "--raptor/--no-raptor",
+            help="digits-vit only: fit a Raptor surrogate (one weight-tied block per phase; --k phases, "
+            "default 2) and report how much of the linear-probe accuracy it recovers (about a minute).",
+        ),
+        steps: int = typer.Option(
+            300, "--steps", help="Raptor training steps per stage (two stages)."
+        ),
+        samples: int = typer.Option(
+            32, "--samples", help="Language models: number of text windows."
+        ),
+        out: Path = typer.Option(
+            None, "--out", help="Write an HTML report (tables and interactive figures)."
+        ),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report."),
+    ) -> None:
+        """Find the block-recurrent depth phases of a network (Jacobs et al. 2025) and print them.
+
+        Computes the layer-by-layer dissimilarity of the network's representations, splits the layers into phases of similar layers, and reports how token trajectories converge. For the digits ViT it also fits a Raptor surrogate: one shared block per phase, applied recurrently.
+        """
+        from interp.depth.study import study_digits, study_language_model
+        from interp.depth.vit import ViTConfig
+
+        if out is not None and out.exists() and not overwrite:
+            raise typer.BadParameter(
+                f"{out} exists; pass --overwrite to replace it", param_hint="--out"
+            )
+        if model == "digits-vit":
+            result = study_digits(
+                ViTConfig(drop_path=drop_path, epochs=epochs),
+                k=k,
+                method=method,
+                epsilon=epsilon,
+                metric=metric,
+                raptor=raptor,
+                phase_steps=steps,
+                end_to_end_steps=steps,
+            )
+        else:
+            from interp.models.registry import load_model
+
+            result = study_language_model(
+                load_model(model),
+                k=k,
+                method=method,
+                epsilon=epsilon,
+                metric=metric,
+                samples=samples,
+            )
+        typer.echo(result.table())
+        if out is not None:
+            path = result.report(f"Depth phases of {result.similarity.source}").write(
+                out, overwrite=overwrite
+            )
+            typer.echo(f"report written to {path}")

@@ -14,7 +14,9 @@ def _parse_kinds(find: str) -> list[str]:
     kinds = [k.strip() for k in find.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
-        raise typer.BadParameter(f"unknown kind(s) {unknown or find!r}; choose from {', '.join(KINDS)}")
+        raise typer.BadParameter(
+            f"unknown kind(s) {unknown or find!r}; choose from {', '.join(KINDS)}"
+        )
     return kinds
 
 
@@ -24,20 +26,36 @@ def register(app: typer.Typer) -> None:
     @app.command("heads")
     def heads(
         model: str = typer.Option(
-            None, "--model", help="Model name, folder, .gguf file or hub id (default: embedded SmolLM2-135M)."
+            None,
+            "--model",
+            help="Model name, folder, .gguf file or hub id (default: embedded SmolLM2-135M).",
         ),
         find: str = typer.Option(
-            ",".join(KINDS), "--find", help="Which heads to look for, comma-separated: induction,successor,retrieval."
+            ",".join(KINDS),
+            "--find",
+            help="Which heads to look for, comma-separated: induction,successor,retrieval.",
         ),
-        out: Path = typer.Option(Path("out/heads_report.html"), "--out", help="Where to write the HTML report."),
-        save: Path = typer.Option(None, "--save", help="Folder to save each HeadScores result in (reloadable)."),
+        out: Path = typer.Option(
+            Path("out/heads_report.html"), "--out", help="Where to write the HTML report."
+        ),
+        save: Path = typer.Option(
+            None, "--save", help="Folder to save each HeadScores result in (reloadable)."
+        ),
         top: int = typer.Option(10, "--top", help="How many top heads to print per metric."),
         lengths: str = typer.Option(
-            "256,512,1024", "--lengths", help="Retrieval: haystack lengths in tokens, comma-separated."
+            "256,512,1024",
+            "--lengths",
+            help="Retrieval: haystack lengths in tokens, comma-separated.",
         ),
-        depths: str = typer.Option("0,0.5,1", "--depths", help="Retrieval: needle depths in [0, 1], comma-separated."),
-        needles: int = typer.Option(2, "--needles", help="Retrieval: how many shipped needles to test."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report / saved results."),
+        depths: str = typer.Option(
+            "0,0.5,1", "--depths", help="Retrieval: needle depths in [0, 1], comma-separated."
+        ),
+        needles: int = typer.Option(
+            2, "--needles", help="Retrieval: how many shipped needles to test."
+        ),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="Replace an existing report / saved results."
+        ),
     ) -> None:
         """Score every attention head of a model and print the top heads per kind.
 
@@ -62,7 +80,9 @@ def register(app: typer.Typer) -> None:
         report.text(repr(lm))
         results = {}
         if "induction" in kinds:
-            with console.status("induction: repeated random tokens through the attention statistics"):
+            with console.status(
+                "induction: repeated random tokens through the attention statistics"
+            ):
                 results["induction"] = induction_scores(lm)
             induction_report_sections(results["induction"], report)
         if "successor" in kinds:
@@ -82,7 +102,9 @@ def register(app: typer.Typer) -> None:
             console.rule(f"{kind} heads")
             console.print(scores.table(k=top))
             found = scores.heads()
-            console.print(f"classified as {kind} heads: {', '.join(f'L{l}H{h}' for l, h in found) or 'none'}")
+            console.print(
+                f"classified as {kind} heads: {', '.join(f'L{layer}H{head}' for layer, head in found) or 'none'}"
+            )
             if save is not None:
                 scores.save(save / kind, overwrite=overwrite)
         report.write(out, overwrite=overwrite)

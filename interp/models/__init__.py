@@ -1,16 +1,20 @@
-"""Model loading and hook-instrumented wrappers (the only place that knows HF / TL / nnsight)."""
+"""Model loading and hook-instrumented wrappers (the only place that knows HF / TL / nnsight).
 
-from interp.models.attention import StatsRequest
-from interp.models.hooked import HookedLM
-from interp.models.hooks import ActivationCache
-from interp.models.registry import REGISTRY, load_model
+Names are imported on first use (see :mod:`interp._lazy`): ``import interp.models.recurrent``
+does not pull in transformers.
+"""
 
-__all__ = ["REGISTRY", "ActivationCache", "HookedLM", "StatsRequest", "load_model", "HookedModule"]
+from __future__ import annotations
 
+from interp._lazy import lazy_exports
 
-def __getattr__(name: str):
-    if name == "HookedModule":
-        from interp.models.module import HookedModule
-
-        return HookedModule
-    raise AttributeError(f"module 'interp.models' has no attribute {name!r}")
+_EXPORTS = {
+    "REGISTRY": "interp.models.registry",
+    "load_model": "interp.models.registry",
+    "ActivationCache": "interp.models.hooks",
+    "HookedLM": "interp.models.hooked",
+    "HookedModule": "interp.models.module",
+    "StatsRequest": "interp.models.attention",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

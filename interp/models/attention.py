@@ -106,7 +106,9 @@ def _pattern(
     logits = (query.float() @ keys.float().transpose(-1, -2)) * scale
     q_len, k_len = logits.shape[-2:]
     if mask is None:
-        allowed = torch.ones(q_len, k_len, dtype=torch.bool, device=logits.device).tril(k_len - q_len)
+        allowed = torch.ones(q_len, k_len, dtype=torch.bool, device=logits.device).tril(
+            k_len - q_len
+        )
     else:
         allowed = mask if mask.dtype == torch.bool else mask > torch.finfo(mask.dtype).min / 2
     logits = logits.masked_fill(~allowed, float("-inf"))

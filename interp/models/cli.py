@@ -46,10 +46,14 @@ def register(app: typer.Typer) -> None:
         ),
         out: Path = typer.Option(..., "--out", help="Output .safetensors file."),
         model: str = typer.Option(
-            None, "--model", help="Model name, folder, .gguf file or hub id (default: embedded SmolLM2)."
+            None,
+            "--model",
+            help="Model name, folder, .gguf file or hub id (default: embedded SmolLM2).",
         ),
         no_bos: bool = typer.Option(False, "--no-bos", help="Do not prepend the BOS token."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="Replace an existing output file."
+        ),
     ) -> None:
         """Run TEXT through a model and save the chosen activations (and the tokens) as safetensors."""
         from safetensors.torch import save_file

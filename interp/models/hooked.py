@@ -11,20 +11,26 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from typing import Literal
 
 import torch
 from torch import nn
 
 from interp.models.architectures import Architecture, architecture_for, get_submodule
-from interp.models.attention import AttentionProbe, RunPlan, StatsRequest, register_attention_function
+from interp.models.attention import (
+    AttentionProbe,
+    RunPlan,
+    StatsRequest,
+    register_attention_function,
+)
 from interp.models.hooks import (
     ActivationCache,
     all_hook_names,
     resolve_hook_names,
     split_layer_name,
 )
+from interp.models.interventions import AblationMethod, ablate_heads
 from interp.models.weights import HeadWeights, read_head_weights
 
 Inputs = str | Sequence[str] | torch.Tensor
@@ -90,7 +96,9 @@ class HookedLM:
         """Token ids ``[batch, pos]``; a list of texts is right-padded (see ``attention_mask``)."""
         return self._encode(text, prepend_bos=prepend_bos)[0]
 
-    def _encode(self, text: str | Sequence[str], *, prepend_bos: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _encode(
+        self, text: str | Sequence[str], *, prepend_bos: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         texts = [text] if isinstance(text, str) else list(text)
         if not texts or not all(isinstance(t, str) for t in texts):
             raise TypeError("text must be a string or a non-empty list of strings")
@@ -131,12 +139,18 @@ class HookedLM:
                 raise TypeError(f"token tensors must be integer ids, got {inputs.dtype}")
             tokens = inputs.long().reshape(1, -1) if inputs.dim() == 1 else inputs.long()
             if tokens.dim() != 2:
-                raise ValueError(f"tokens must be [pos] or [batch, pos], got shape {tuple(inputs.shape)}")
+                raise ValueError(
+                    f"tokens must be [pos] or [batch, pos], got shape {tuple(inputs.shape)}"
+                )
             if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.d_vocab):
-                raise ValueError(f"token ids must lie in [0, {self.d_vocab}); got {tokens.min()}..{tokens.max()}")
+                raise ValueError(
+                    f"token ids must lie in [0, {self.d_vocab}); got {tokens.min()}..{tokens.max()}"
+                )
         else:
             tokens, mask = self._encode(inputs, prepend_bos=prepend_bos)
-            attention_mask = mask if attention_mask is None and not bool(mask.all()) else attention_mask
+            attention_mask = (
+                mask if attention_mask is None and not bool(mask.all()) else attention_mask
+            )
         if tokens.shape[1] == 0:
             raise ValueError("empty input: no tokens")
         return tokens, attention_mask
@@ -201,9 +215,25 @@ class HookedLM:
 
     __call__ = forward
 
-    def _check_request(self, names: list[str], stats: StatsRequest | None, tokens: torch.Tensor, past: int) -> None:
-        if self.arch.parallel_residual(self.config) and any(n.endswith("hook_resid_mid") for n in names):
-            raise KeyError(f"{self.name} runs attention and MLP in parallel: hook_resid_mid does not exist")
+    def ablate_heads(
+        self, heads: Sequence[tuple[int, int]], method: AblationMethod = "uniform"
+    ) -> AbstractContextManager[None]:
+        """Context manager: inside it the ``(layer, head)`` pairs are ablated.
+
+        ``method="uniform"`` zeroes the heads' queries (uniform attention, Wu et al. 2024's
+        masking); ``"zero"`` zeroes their outputs before ``W_O``. Hooks are removed on exit.
+        """
+        return ablate_heads(self, heads, method)
+
+    def _check_request(
+        self, names: list[str], stats: StatsRequest | None, tokens: torch.Tensor, past: int
+    ) -> None:
+        if self.arch.parallel_residual(self.config) and any(
+            n.endswith("hook_resid_mid") for n in names
+        ):
+            raise KeyError(
+                f"{self.name} runs attention and MLP in parallel: hook_resid_mid does not exist"
+            )
         patterns = [n for n in names if n.endswith("attn.hook_pattern")]
         keys = past + tokens.shape[1]
         size = tokens.shape[0] * self.n_heads * tokens.shape[1] * keys
@@ -214,7 +244,9 @@ class HookedLM:
             )
         window = getattr(self.config, "sliding_window", None)
         if stats is not None and window is not None and keys > window:
-            raise ValueError(f"attention statistics ignore sliding windows; keep inputs within {window} tokens")
+            raise ValueError(
+                f"attention statistics ignore sliding windows; keep inputs within {window} tokens"
+            )
 
     def _install(self, stack: ExitStack, names: list[str], plan: RunPlan) -> None:
         """Register exactly the hooks the plan needs; ExitStack removes them afterwards."""
@@ -224,7 +256,11 @@ class HookedLM:
             outputs[name] = value.detach()
 
         def hook(module: nn.Module, fn, *, pre: bool = False) -> None:
-            handle = module.register_forward_pre_hook(fn, with_kwargs=True) if pre else module.register_forward_hook(fn)
+            handle = (
+                module.register_forward_pre_hook(fn, with_kwargs=True)
+                if pre
+                else module.register_forward_hook(fn)
+            )
             stack.callback(handle.remove)
 
         for probe in self._probes:
@@ -234,7 +270,10 @@ class HookedLM:
         if "hook_embed" in wanted:
             hook(get_submodule(self.model, self.arch.embed), lambda m, i, o: store("hook_embed", o))
         if "ln_final.hook_normalized" in wanted:
-            hook(get_submodule(self.model, self.arch.ln_final), lambda m, i, o: store("ln_final.hook_normalized", o))
+            hook(
+                get_submodule(self.model, self.arch.ln_final),
+                lambda m, i, o: store("ln_final.hook_normalized", o),
+            )
         by_layer: dict[int, set[str]] = {}
         for name in names:
             layer, suffix = split_layer_name(name)
@@ -256,22 +295,33 @@ class HookedLM:
 
             hook(block, pre, pre=True)
         if need_attn:
-            hook(get_submodule(block, self.arch.attn), lambda m, i, o: store(prefix + "hook_attn_out", _first(o)))
+            hook(
+                get_submodule(block, self.arch.attn),
+                lambda m, i, o: store(prefix + "hook_attn_out", _first(o)),
+            )
         if "hook_mlp_out" in suffixes:
-            hook(get_submodule(block, self.arch.mlp), lambda m, i, o: store(prefix + "hook_mlp_out", _first(o)))
+            hook(
+                get_submodule(block, self.arch.mlp),
+                lambda m, i, o: store(prefix + "hook_mlp_out", _first(o)),
+            )
         if "hook_resid_post" in suffixes:
             hook(block, lambda m, i, o: store(prefix + "hook_resid_post", _first(o)))
         if "hook_resid_mid" in suffixes:
 
             def mid(module, inputs, output):
-                outputs[prefix + "hook_resid_mid"] = outputs[prefix + "hook_resid_pre"] + outputs[prefix + "hook_attn_out"]
+                outputs[prefix + "hook_resid_mid"] = (
+                    outputs[prefix + "hook_resid_pre"] + outputs[prefix + "hook_attn_out"]
+                )
 
             hook(get_submodule(block, self.arch.attn), mid)
         if "attn.hook_z" in suffixes:
 
             def z(module, args, kwargs):
                 value = args[0] if args else kwargs["input"]
-                store(prefix + "attn.hook_z", value.reshape(*value.shape[:-1], self.n_heads, self.d_head))
+                store(
+                    prefix + "attn.hook_z",
+                    value.reshape(*value.shape[:-1], self.n_heads, self.d_head),
+                )
 
             hook(get_submodule(block, self.arch.o_proj), z, pre=True)
 
@@ -330,7 +380,11 @@ class HookedLM:
     @property
     def b_U(self) -> torch.Tensor:
         bias = getattr(get_submodule(self.model, self.arch.unembed), "bias", None)
-        return bias.detach() if bias is not None else torch.zeros(self.d_vocab, dtype=self.dtype, device=self.device)
+        return (
+            bias.detach()
+            if bias is not None
+            else torch.zeros(self.d_vocab, dtype=self.dtype, device=self.device)
+        )
 
     def norm_weights(self) -> dict[str, torch.Tensor]:
         """Norm scales: ``ln_attn``/``ln_mlp`` ``[layers, d_model]`` and ``ln_final`` ``[d_model]``."""
@@ -344,7 +398,9 @@ class HookedLM:
         if kind == "final":
             module = get_submodule(self.model, self.arch.ln_final)
         elif kind in ("attn", "mlp"):
-            module = get_submodule(self._layer(layer), self.arch.ln_attn if kind == "attn" else self.arch.ln_mlp)
+            module = get_submodule(
+                self._layer(layer), self.arch.ln_attn if kind == "attn" else self.arch.ln_mlp
+            )
         else:
             raise ValueError(f"norm kind must be 'attn', 'mlp' or 'final', got {kind!r}")
         with torch.inference_mode():

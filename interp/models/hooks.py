@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import re
 from collections.abc import Iterable
 
@@ -38,6 +37,10 @@ def all_hook_names(n_layers: int) -> list[str]:
 def resolve_hook_names(requested: str | Iterable[str] | None, available: list[str]) -> list[str]:
     """Expand exact names and glob patterns (``blocks.*.hook_resid_post``) against ``available``.
 
+    In a pattern ``*`` matches within one dot-separated segment and ``**`` across segments, so
+    ``blocks.*.hook_resid_post`` never reaches into ``blocks.0.attn.*`` and ``rnn.**`` takes
+    everything under ``rnn``.
+
     Unknown names raise ``KeyError`` with the closest valid names; a pattern that matches nothing
     raises too, so a typo never silently captures nothing.
     """
@@ -48,17 +51,48 @@ def resolve_hook_names(requested: str | Iterable[str] | None, available: list[st
     chosen: list[str] = []
     for item in items:
         if not isinstance(item, str):
-            raise TypeError(f"hook names must be strings or glob patterns, got {type(item).__name__}")
+            raise TypeError(
+                f"hook names must be strings or glob patterns, got {type(item).__name__}"
+            )
         if _WILDCARD.search(item):
-            matches = fnmatch.filter(available, item)
+            pattern = glob_to_regex(item)
+            matches = [name for name in available if pattern.fullmatch(name)]
             if not matches:
-                raise KeyError(f"hook pattern {item!r} matches no hook; {_suggest(item, available)}")
+                raise KeyError(
+                    f"hook pattern {item!r} matches no hook; {_suggest(item, available)}"
+                )
             chosen += matches
         elif item in known:
             chosen.append(item)
         else:
             raise KeyError(f"unknown hook name {item!r}; {_suggest(item, available)}")
     return list(dict.fromkeys(chosen))
+
+
+def glob_to_regex(pattern: str) -> re.Pattern:
+    """Compile a dot-aware glob: ``**`` any text, ``*`` any text without dots, ``?`` one
+    non-dot character, ``[...]`` a character class."""
+    out, i = [], 0
+    while i < len(pattern):
+        char = pattern[i]
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if char == "*":
+            out.append(r"[^.]*")
+        elif char == "?":
+            out.append(r"[^.]")
+        elif char == "[" and "]" in pattern[i + 1 :]:
+            end = pattern.index("]", i + 1)
+            body = pattern[i + 1 : end].replace("\\", "\\\\")
+            out.append("[^" + body[1:] + "]" if body.startswith("!") else "[" + body + "]")
+            i = end + 1
+            continue
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return re.compile("".join(out))
 
 
 def _suggest(name: str, available: list[str]) -> str:
@@ -104,7 +138,9 @@ class ActivationCache(dict):
         """One attention-statistics field stacked over layers: ``[layers, batch, heads, ...]``."""
         if not self.attention_stats:
             raise KeyError("no attention statistics were requested in this run")
-        values = [getattr(self.attention_stats[layer], field) for layer in sorted(self.attention_stats)]
+        values = [
+            getattr(self.attention_stats[layer], field) for layer in sorted(self.attention_stats)
+        ]
         if values[0] is None:
             raise KeyError(f"attention statistic {field!r} was not requested in this run")
         return torch.stack(values)

@@ -63,7 +63,9 @@ class HookedModule:
                     handle = target.register_forward_pre_hook(hook, with_kwargs=True)
                 else:
                     handle = self._modules[name].register_forward_hook(
-                        lambda m, i, o, name=name: cache.__setitem__(name, _first_tensor(o).detach())
+                        lambda m, i, o, name=name: cache.__setitem__(
+                            name, _first_tensor(o).detach()
+                        )
                     )
                 stack.callback(handle.remove)
             output = self.module(*args, **kwargs)
@@ -80,7 +82,9 @@ def _state_hook(name: str, cache: ActivationCache):
         x = args[0] if args else kwargs["input"]
         initial = args[1] if len(args) > 1 else kwargs.get("hx")
         if x.dim() == 2:
-            raise ValueError(f"{name}: per-step capture needs a batched input [batch, time, features]")
+            raise ValueError(
+                f"{name}: per-step capture needs a batched input [batch, time, features]"
+            )
         if not getattr(module, "batch_first", False):
             x = x.transpose(0, 1)
         adapter = as_recurrent(module)

@@ -41,7 +41,12 @@ def rnn_cell(
 
 
 def gru_cell(
-    x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None = None, b_hh: Tensor | None = None
+    x: Tensor,
+    h: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
 ) -> Tensor:
     """GRU update with torch's gate order (reset, update, new) as in ``nn.GRUCell``."""
     i_r, i_z, i_n = F.linear(x, w_ih, b_ih).chunk(3, dim=-1)
@@ -89,7 +94,9 @@ class RecurrentModule(nn.Module):
     ``functional_call`` works with names like ``"module.weight_hh_l0"``.
     """
 
-    def __init__(self, module: nn.Module, readout: Callable[[Tensor], Tensor] | None = None) -> None:
+    def __init__(
+        self, module: nn.Module, readout: Callable[[Tensor], Tensor] | None = None
+    ) -> None:
         super().__init__()
         self.module = module
         self.kind = _kind(module)
@@ -100,11 +107,14 @@ class RecurrentModule(nn.Module):
         self.output_size_h = proj if proj > 0 else module.hidden_size
         self.input_size = module.input_size
         layers = self.num_layers
-        self.state_size = layers * (self.output_size_h + self.hidden_size if self.kind == "lstm" else self.hidden_size)
+        self.state_size = layers * (
+            self.output_size_h + self.hidden_size if self.kind == "lstm" else self.hidden_size
+        )
         self.readout_module = readout
 
     def _weights(self, layer: int) -> tuple[Tensor | None, ...]:
         suffix = f"_l{layer}" if self.fused else ""
+
         def get(name: str) -> Tensor:
             return getattr(self.module, name)
 
@@ -122,7 +132,11 @@ class RecurrentModule(nn.Module):
 
     def _layer_states(self, h: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         hs = list(h[..., : self.num_layers * self.output_size_h].split(self.output_size_h, dim=-1))
-        cs = list(h[..., self.num_layers * self.output_size_h :].split(self.hidden_size, dim=-1)) if self.kind == "lstm" else []
+        cs = (
+            list(h[..., self.num_layers * self.output_size_h :].split(self.hidden_size, dim=-1))
+            if self.kind == "lstm"
+            else []
+        )
         return hs, cs
 
     def initial_state(self, batch: int) -> Tensor:
@@ -141,7 +155,12 @@ class RecurrentModule(nn.Module):
             elif self.kind == "gru":
                 inp = gru_cell(inp, hs[layer], *weights)
             else:
-                inp = rnn_cell(inp, hs[layer], *weights, nonlinearity="tanh" if self.kind == "rnn_tanh" else "relu")
+                inp = rnn_cell(
+                    inp,
+                    hs[layer],
+                    *weights,
+                    nonlinearity="tanh" if self.kind == "rnn_tanh" else "relu",
+                )
             new_h.append(inp)
         return torch.cat(new_h + new_c, dim=-1)
 
@@ -196,10 +215,14 @@ def as_recurrent(module: nn.Module, readout: Callable[[Tensor], Tensor] | None =
                 "adapt each direction as its own unidirectional module"
             )
         if readout is not None and not callable(readout):
-            raise TypeError(f"readout must be callable (e.g. an nn.Linear), got {type(readout).__name__}")
+            raise TypeError(
+                f"readout must be callable (e.g. an nn.Linear), got {type(readout).__name__}"
+            )
         return RecurrentModule(module, readout)
     if isinstance(module, Recurrent):
         if readout is not None:
-            raise ValueError(f"{type(module).__name__} already has its own readout; do not pass readout=")
+            raise ValueError(
+                f"{type(module).__name__} already has its own readout; do not pass readout="
+            )
         return module
     raise TypeError(f"as_recurrent cannot adapt {type(module).__name__}; accepted: {_ACCEPTED}")

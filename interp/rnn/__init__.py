@@ -1,0 +1,38 @@
+"""RNN mechanics: tasks, small trainable nets, training, fixed points and automata.
+
+The step-by-step protocol (:class:`Recurrent`) is what every analysis here consumes; wrap torch's
+``nn.RNN``/``nn.GRU``/``nn.LSTM`` with :func:`as_recurrent` to analyse them with the same weights.
+Names are imported on first use (see :mod:`interp._lazy`).
+"""
+
+from __future__ import annotations
+
+from interp._lazy import lazy_exports
+
+_EXPORTS = {
+    "as_recurrent": "interp.models.recurrent",
+    "Recurrent": "interp.rnn.protocol",
+    "unroll": "interp.rnn.protocol",
+    "RecurrentNet": "interp.rnn.nets",
+    "make_net": "interp.rnn.nets",
+    "register_net": "interp.rnn.nets",
+    "StateRegularizedNet": "interp.rnn.state_regularized",
+    "Task": "interp.rnn.tasks",
+    "TaskBatch": "interp.rnn.tasks",
+    "make_task": "interp.rnn.tasks",
+    "register_task": "interp.rnn.tasks",
+    "split_generator": "interp.rnn.tasks",
+    "TrainResult": "interp.rnn.training",
+    "load_run": "interp.rnn.training",
+    "save_run": "interp.rnn.training",
+    "train": "interp.rnn.training",
+    "FixedPoints": "interp.rnn.fixed_points_result",
+    "find_fixed_points": "interp.rnn.fixed_points",
+    "DFA": "interp.rnn.automata",
+    "grammar_dfa": "interp.rnn.grammars",
+    "grammar_task": "interp.rnn.grammars",
+    "Extraction": "interp.rnn.extraction_result",
+    "extract_automaton": "interp.rnn.extraction",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
                     f"{path} already exists; pass --overwrite or choose another path"
                 )
         if model is not None:
-            from interp.rnn.train import load_run
+            from interp.rnn.training import load_run
 
             net, run_task, _ = load_run(model)
             if not isinstance(run_task, GrammarTask):
@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
             net, grammar, result = train_grammar_net(base, kind=kind, hidden_size=hidden, seed=seed)
             typer.echo(f"trained: test accuracy {result.final_accuracy:.4f}")
             if save_model is not None:
-                from interp.rnn.train import save_run
+                from interp.rnn.training import save_run
 
                 save_run(save_model, net, grammar, result, overwrite=overwrite)
         try:

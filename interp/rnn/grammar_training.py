@@ -2,7 +2,7 @@
 
 Tomita-style languages are learned much faster and generalize to longer strings more reliably when
 training starts on short strings (every automaton state is reachable within a few symbols) and
-then widens to the full length; each stage is one :func:`interp.rnn.train.train` call on the same
+then widens to the full length; each stage is one :func:`interp.rnn.training.train` call on the same
 net, stopping early at ``target_accuracy``.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from interp.rnn.grammars import GrammarTask, grammar_task
 from interp.rnn.nets import RecurrentNet, make_net
-from interp.rnn.train import TrainResult, train
+from interp.rnn.training import TrainResult, train
 
 
 def train_grammar_net(

@@ -67,6 +67,10 @@ def line_chart(
     fig = go.Figure()
     for name, values in series.items():
         y = _array(values)
-        fig.add_trace(go.Scatter(x=list(x) if x is not None else None, y=y, mode="lines+markers", name=name))
-    fig.update_layout(title=title, xaxis_title=x_label, yaxis_title=y_label, template="plotly_white")
+        fig.add_trace(
+            go.Scatter(x=list(x) if x is not None else None, y=y, mode="lines+markers", name=name)
+        )
+    fig.update_layout(
+        title=title, xaxis_title=x_label, yaxis_title=y_label, template="plotly_white"
+    )
     return fig

@@ -42,7 +42,8 @@ class Report:
     def table(self, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
         body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows
+            "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
+            for row in rows
         )
         self._parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 

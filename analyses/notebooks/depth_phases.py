@@ -1,0 +1,71 @@
+"""Cells of notebooks/depth_phases.ipynb (the digits ViT end to end); build with build.py."""
+
+CELLS = [
+    (
+        "markdown",
+        "# Depth phases of a small ViT (block-recurrent hypothesis)\n\n"
+        "Jacobs et al. 2025 (arXiv 2512.19941) propose that a trained L-layer network's depth can be "
+        "rewritten as k << L distinct blocks applied recurrently. This notebook checks it at small scale:\n\n"
+        "1. train a 12-block pre-LN ViT with LayerScale on scikit-learn's 8x8 digits (stochastic depth 0.3);\n"
+        "2. measure the layer-by-layer dissimilarity of its CLS and mean-patch tokens (1 - cos);\n"
+        "3. cut the layers into contiguous phases (exact dynamic programming) and with the paper's max-cut;\n"
+        "4. follow token trajectories through depth;\n"
+        "5. fit Raptor, one weight-tied block per phase, and measure how much of the original's "
+        "linear-probe accuracy it recovers.",
+    ),
+    (
+        "code",
+        "import torch\n"
+        "torch.set_num_threads(1)\n"
+        "import interp.depth as depth\n\n"
+        "config = depth.ViTConfig(drop_path=0.3)\n"
+        "model = depth.digits_vit(config)  # trains (~1 min on one core) or loads from $INTERP_CACHE\n"
+        "data = depth.load_digits(config.seed)\n"
+        "model.training_log",
+    ),
+    (
+        "markdown",
+        "## Layer dissimilarity\nRow/column 0 is the embedding output, l the output of block l.",
+    ),
+    (
+        "code",
+        "similarity = depth.layer_similarity(model, data['test_images'])\nsimilarity.figure()",
+    ),
+    (
+        "markdown",
+        "## Phases\nThe DP finds the best split into contiguous runs; with `k=None` it adds phases while "
+        "each new one cuts at least `epsilon` (10%) of the total dissimilarity. Max-cut is the paper's "
+        "recursive procedure (its phases need not be contiguous).",
+    ),
+    (
+        "code",
+        "phases = depth.segment_phases(similarity)\n"
+        "print(phases.table())\n"
+        "print(depth.segment_phases(similarity, method='maxcut').table())\n"
+        "phases.figure()",
+    ),
+    (
+        "markdown",
+        "## Trajectories\nAngular convergence to the final state, and the effective rank of each layer's update.",
+    ),
+    (
+        "code",
+        "trajectories = depth.trajectory_diagnostics(model, data['test_images'], labels=data['test_labels'])\n"
+        "print(trajectories.table())\n"
+        "trajectories.figure()",
+    ),
+    (
+        "markdown",
+        "## Raptor with 2 blocks\nEach phase's block starts as a copy of the phase's middle layer; training "
+        "anneals teacher forcing into autoregressive rollout, then trains end to end.",
+    ),
+    (
+        "code",
+        "two = depth.segment_phases(similarity, k=2)\n"
+        "fit = depth.fit_raptor(model, data['train_images'], two, labels=data['train_labels'],\n"
+        "                       eval_inputs=data['test_images'], eval_labels=data['test_labels'],\n"
+        "                       phase_steps=200, end_to_end_steps=200)\n"
+        "print(fit.table())\n"
+        "fit.figure()",
+    ),
+]

@@ -1,0 +1,208 @@
+"""Degeneracy of a trained ensemble at three levels: behaviour, neural dynamics, weights.
+
+Every metric is an ``[N, N]`` distance matrix between members; its summary *degeneracy* is the
+mean off-diagonal distance (:func:`interp.degeneracy.pairs.degeneracy`), i.e. how far apart two
+independently trained solutions are on average (Huang et al. 2024).
+
+- ``behaviour``: RMS difference of the members' outputs (after the task's output nonlinearity:
+  identity for mse, sigmoid for bce, softmax for ce) over the masked steps of a shared held-out
+  batch; ``behaviour_ood`` the same on out-of-distribution inputs — sequences ``ood_factor``
+  times longer than training ones (delays, memory spans and generation horizons beyond training).
+- ``dsa``: Dynamical Similarity Analysis angular distance (radians) of the members' state
+  trajectories on the held-out batch; ``eigen_w1`` its optimization-free eigenvalue-transport
+  variant; ``cka`` (1 − linear CKA) and ``procrustes`` (angular shape distance) compare the state
+  geometry without time.
+- ``weights``: relative weight distance after matching hidden units by a signed permutation
+  (signs only for odd nonlinearities); ``weights_init`` the same distance between the members'
+  *initial* weights — the chance level of unrelated random networks of this size, which grows with
+  the hidden size. ``weights / weights_init < 1`` means training brought the solutions closer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from interp import __version__
+from interp.degeneracy.dsa import dsa_distances, eigenvalue_wasserstein, fit_dmd
+from interp.degeneracy.ensemble import Ensemble
+from interp.degeneracy.geometry import cka_distances, procrustes_distances
+from interp.degeneracy.pairs import degeneracy, pair_indices, square_from_pairs
+from interp.degeneracy.training import held_out
+from interp.degeneracy.weights import weight_distances
+from interp.results import Result
+from interp.rnn.nets import make_net
+
+METRICS = {
+    "behaviour": "behaviour",
+    "behaviour_ood": "behaviour",
+    "dsa": "dynamics",
+    "eigen_w1": "dynamics",
+    "cka": "dynamics",
+    "procrustes": "dynamics",
+    "weights": "weights",
+    "weights_init": "weights",
+}
+
+
+@dataclasses.dataclass
+class Degeneracy(Result):
+    """Distance matrices ``[N, N]`` per metric, their summaries, and what produced them."""
+
+    distances: dict[str, Tensor]
+    summary: dict[str, float]
+    accuracy: Tensor
+    ensemble: dict[str, Any]
+    settings: dict[str, Any]
+    version: str = __version__
+
+    def table(self) -> str:
+        e = self.ensemble
+        lines = [
+            f"Degeneracy of {len(e['seeds'])} {e['net']['kind']} nets (hidden {e['net']['hidden_size']}) "
+            f"on {e['task']['name']}; mean accuracy {float(self.accuracy.mean()):.3f}",
+            f"{'metric':<14} {'level':<10} {'degeneracy':>11} {'min':>9} {'max':>9}",
+        ]
+        for name, d in self.distances.items():
+            left, right = pair_indices(d.shape[0])
+            pairs = d[left, right]
+            lines.append(
+                f"{name:<14} {METRICS.get(name, '?'):<10} {self.summary[name]:>11.4g} "
+                f"{float(pairs.min()):>9.4g} {float(pairs.max()):>9.4g}"
+            )
+        lines.append("degeneracy = mean distance over the N(N-1)/2 pairs of distinct members")
+        return "\n".join(lines)
+
+    def figure(self):
+        from interp.degeneracy.figures import distances_figure  # lazy: plotly + sklearn
+
+        e = self.ensemble
+        title = f"Degeneracy: {e['net']['kind']} on {e['task']['name']} ({len(e['seeds'])} models)"
+        return distances_figure(self.distances, self.summary, title)
+
+
+def behaviour_distances(outputs: Tensor, mask: Tensor, loss: str) -> Tensor:
+    """``[N, N]`` RMS output differences over masked steps; ``outputs [N, B, T, O]``, ``mask [B, T]``."""
+    if outputs.ndim != 4 or outputs.shape[1:3] != mask.shape:
+        raise ValueError(
+            f"outputs must be [N, B, T, O] matching mask [B, T]; got {tuple(outputs.shape)}, {tuple(mask.shape)}"
+        )
+    readout = {"mse": lambda o: o, "bce": torch.sigmoid, "ce": lambda o: o.softmax(-1)}[loss](
+        outputs.double()
+    )
+    left, right = pair_indices(outputs.shape[0])
+    weight = mask.double()[None, :, :, None]
+    squared = ((readout[left] - readout[right]).square() * weight).sum(dim=(1, 2, 3))
+    count = weight.sum() * outputs.shape[-1]
+    return square_from_pairs((squared / count.clamp_min(1.0)).sqrt(), outputs.shape[0])
+
+
+def ensemble_weights(
+    ensemble: Ensemble, *, initial: bool = False
+) -> tuple[Tensor, Tensor, Tensor, bool]:
+    """``(w_rec [N, G, H, H], w_in [N, G, H, I], w_out [N, O, H], signs)`` of an ensemble's nets.
+
+    ``initial=True`` gives the members' weights before training (rebuilt from their init seeds).
+
+    ``G`` is the number of gate blocks (1 for Elman/leaky, 3 for GRU, 4 for LSTM); ``signs`` is
+    whether flipping a unit's sign is a symmetry (tanh Elman or leaky nets).
+    """
+    p, hidden = ensemble.params, ensemble.net["hidden_size"]
+    if initial:
+        nets = [make_net(**ensemble.net, seed=s) for s in ensemble.seeds]
+        p = {
+            name: torch.stack([dict(m.named_parameters())[name].detach() for m in nets])
+            for name in p
+        }
+    if not {"weight_hh", "weight_ih", "out.weight"} <= set(p):
+        raise ValueError(
+            f"weight distance needs weight_hh, weight_ih and out.weight; the nets have {sorted(p)}"
+        )
+    n = ensemble.n_models
+    w_rec = p["weight_hh"].reshape(n, -1, hidden, hidden)
+    w_in = p["weight_ih"].reshape(n, w_rec.shape[1], hidden, -1)
+    kind = ensemble.net["kind"]
+    signs = kind == "rnn_tanh" or (kind == "leaky" and ensemble.net.get("nonlinearity") == "tanh")
+    return w_rec, w_in, p["out.weight"], signs
+
+
+def measure_degeneracy(
+    ensemble: Ensemble,
+    *,
+    n_trials: int = 64,
+    eval_seed: int = 1,
+    ood_factor: float = 2.0,
+    n_delays: int = 5,
+    rank: int = 10,
+    ridge: float = 1e-4,
+    dsa_iters: int = 300,
+    metrics: list[str] | None = None,
+) -> Degeneracy:
+    """All distance matrices of ``ensemble`` (or the subset named in ``metrics``; see ``METRICS``).
+
+    Inputs are one held-out batch of ``n_trials`` sequences (``eval_seed``) shared by every member;
+    DSA uses ``n_delays`` delays, a rank-``rank`` DMD with ridge ``ridge`` and ``dsa_iters`` Adam
+    steps of the batched Procrustes optimization.
+    """
+    chosen = list(METRICS) if metrics is None else list(metrics)
+    unknown = [m for m in chosen if m not in METRICS]
+    if unknown or not chosen:
+        raise ValueError(f"unknown metrics {unknown or chosen}; choose from {list(METRICS)}")
+    if ensemble.n_models < 2:
+        raise ValueError("an ensemble needs at least 2 members to measure degeneracy")
+    task = ensemble.make_task()
+    test = held_out(task, eval_seed, n_trials)
+    outputs, states = ensemble.run(test.x)
+    distances: dict[str, Tensor] = {}
+    if "behaviour" in chosen:
+        distances["behaviour"] = behaviour_distances(outputs, test.mask, task.loss)
+    if "behaviour_ood" in chosen:
+        ood = held_out(task, eval_seed, n_trials, length=int(round(ood_factor * test.x.shape[1])))
+        distances["behaviour_ood"] = behaviour_distances(
+            ensemble.run(ood.x)[0], ood.mask, task.loss
+        )
+    if {"dsa", "eigen_w1"} & set(chosen):
+        operators = fit_dmd(
+            states.double(),
+            n_delays=n_delays,
+            rank=min(rank, n_delays * states.shape[-1]),
+            ridge=ridge,
+        )
+        if "dsa" in chosen:
+            distances["dsa"] = dsa_distances(operators, iters=dsa_iters)
+        if "eigen_w1" in chosen:
+            distances["eigen_w1"] = eigenvalue_wasserstein(operators)
+    if "cka" in chosen:
+        distances["cka"] = cka_distances(states)
+    if "procrustes" in chosen:
+        distances["procrustes"] = procrustes_distances(states)
+    if "weights" in chosen:
+        w_rec, w_in, w_out, signs = ensemble_weights(ensemble)
+        distances["weights"] = weight_distances(w_rec, w_in, w_out, signs=signs)
+    if "weights_init" in chosen:
+        w_rec, w_in, w_out, signs = ensemble_weights(ensemble, initial=True)
+        distances["weights_init"] = weight_distances(w_rec, w_in, w_out, signs=signs)
+    return Degeneracy(
+        distances=distances,
+        summary={name: degeneracy(d) for name, d in distances.items()},
+        accuracy=ensemble.accuracy.clone(),
+        ensemble={
+            "net": ensemble.net,
+            "task": ensemble.task,
+            "seeds": ensemble.seeds,
+            "settings": ensemble.settings,
+        },
+        settings={
+            "n_trials": n_trials,
+            "eval_seed": eval_seed,
+            "ood_factor": ood_factor,
+            "n_delays": n_delays,
+            "rank": rank,
+            "ridge": ridge,
+            "dsa_iters": dsa_iters,
+            "summary": "mean off-diagonal distance",
+        },
+    )

@@ -1,0 +1,40 @@
+"""Pair bookkeeping shared by every distance: upper-triangle indices, square matrices, summaries."""
+
+from __future__ import annotations
+
+import torch
+
+
+def pair_indices(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``(i, j)`` of the ``n (n - 1) / 2`` unordered pairs ``i < j`` (row-major)."""
+    if n < 2:
+        raise ValueError(f"need at least 2 items to form pairs, got {n}")
+    left, right = torch.triu_indices(n, n, offset=1)
+    return left, right
+
+
+def square_from_pairs(values: torch.Tensor, n: int) -> torch.Tensor:
+    """Symmetric ``[n, n]`` float64 matrix with zero diagonal from per-pair values (``i < j``)."""
+    left, right = pair_indices(n)
+    if values.shape != left.shape:
+        raise ValueError(
+            f"expected {left.numel()} pair values for n={n}, got shape {tuple(values.shape)}"
+        )
+    out = torch.zeros(n, n, dtype=torch.float64)
+    out[left, right] = values.double()
+    out[right, left] = values.double()
+    return out
+
+
+def degeneracy(distances: torch.Tensor) -> float:
+    """Summary degeneracy of an ensemble: the mean off-diagonal entry of its distance matrix.
+
+    This is the average distance between two distinct members, i.e. the expected dissimilarity of
+    two independently trained solutions; 0 means every member found the same solution.
+    """
+    if distances.ndim != 2 or distances.shape[0] != distances.shape[1] or distances.shape[0] < 2:
+        raise ValueError(
+            f"distances must be a square [N, N] matrix with N >= 2, got {tuple(distances.shape)}"
+        )
+    left, right = pair_indices(distances.shape[0])
+    return float(distances[left, right].double().mean())

@@ -1,0 +1,141 @@
+"""Raptor surrogate: exact at initialization where the answer is known, trains, saves, rebuilds."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from interp.depth import DigitsViT, RaptorFit, ViTConfig, fit_raptor, view_of
+from interp.depth.raptor import DepthConditioning, Raptor, phase_spans, token_weights
+from interp.depth.vit import single_thread
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with single_thread():  # tiny models: one thread is fastest on a shared machine
+        yield
+
+
+SMALL = ViTConfig(depth=4, dim=16, heads=2, layerscale=0.5)
+
+
+def small_vit(seed: int = 0) -> DigitsViT:
+    torch.manual_seed(seed)
+    return DigitsViT(SMALL).eval()
+
+
+def images(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_depth_conditioning_starts_at_one_and_has_the_papers_shape():
+    conditioning = DepthConditioning(dim=5)
+    assert [m.__class__.__name__ for m in conditioning.net] == ["Linear", "SiLU", "Linear"]
+    assert conditioning.net[0].in_features == 1 and conditioning.net[0].out_features == 16
+    assert conditioning.net[2].out_features == 15
+    for t in (0.0, 0.3, 1.0):
+        assert all(torch.equal(scale, torch.ones(5)) for scale in conditioning(t))
+
+
+def test_one_phase_per_layer_reproduces_the_teacher_exactly():
+    # Every block is a copy of its own layer and all scales start at 1: the rollout is the teacher.
+    model = small_vit()
+    view = view_of(model)
+    states = view.states(images(5))
+    raptor = Raptor(view, [(layer, layer) for layer in range(1, 5)], dim=16).eval()
+    with torch.no_grad():
+        assert torch.allclose(raptor(states[0]), states[1:], atol=1e-5)
+
+
+def test_weight_tied_teacher_is_exactly_a_two_block_raptor_at_init():
+    # Hand-built recurrent teacher: blocks 1-2 share one weight set, blocks 3-4 another.
+    model = small_vit()
+    model.blocks[0] = copy.deepcopy(model.blocks[1])
+    model.blocks[3] = copy.deepcopy(model.blocks[2])
+    view = view_of(model)
+    states = view.states(images(5))
+    raptor = Raptor(
+        view, [(1, 2), (3, 4)], dim=16
+    ).eval()  # middle layers: blocks 1 and 2 (1-based)
+    with torch.no_grad():
+        assert torch.allclose(raptor(states[0]), states[1:], atol=1e-5)
+    untied = Raptor(view_of(small_vit(seed=1)), [(1, 2), (3, 4)], dim=16).eval()
+    with torch.no_grad():
+        assert not torch.allclose(untied(states[0]), states[1:], atol=1e-2)
+
+
+def test_hf_dinov2_raptor_uses_its_own_layer_type():
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    config = Dinov2Config(
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        mlp_ratio=2,
+        image_size=8,
+        patch_size=4,
+    )
+    model = Dinov2Model(config).eval()
+    view = view_of(model)
+    states = view.states(torch.randn(3, 3, 8, 8))
+    raptor = Raptor(view, [(layer, layer) for layer in range(1, 5)], dim=16).eval()
+    assert type(raptor.blocks[0].layer).__name__ == "Dinov2Layer"
+    with torch.no_grad():
+        assert torch.allclose(raptor(states[0]), states[1:], atol=1e-5)
+
+
+def test_token_weights_follow_the_paper():
+    with_registers = token_weights(10, n_prefix=3)
+    assert float(with_registers[0]) == pytest.approx(0.45)
+    assert float(with_registers[1:3].sum()) == pytest.approx(0.10)
+    assert float(with_registers[3:].sum()) == pytest.approx(0.45)
+    plain = token_weights(5, n_prefix=1)
+    assert float(plain[0]) == pytest.approx(0.5) and float(plain.sum()) == pytest.approx(1.0)
+
+
+def test_fit_trains_evaluates_saves_and_rebuilds(tmp_path):
+    model = small_vit()
+    train, test = images(48, seed=1), images(24, seed=2)
+    labels = torch.arange(48) % 3
+    test_labels = torch.arange(24) % 3
+    fit = fit_raptor(
+        model,
+        train,
+        [(1, 2), (3, 4)],
+        labels=labels,
+        eval_inputs=test,
+        eval_labels=test_labels,
+        phase_steps=12,
+        end_to_end_steps=12,
+        batch_size=16,
+        lr=3e-3,
+    )
+    assert fit.k == 2 and len(fit.loss_curve) == 24 and len(fit.layer_error) == 4
+    assert fit.loss_curve[-4:].mean() < fit.loss_curve[:4].mean()
+    assert 0.0 <= fit.surrogate_accuracy <= 1.0 and fit.recovery is not None
+    assert "recovery" in fit.table() and fit.figure() is not None
+    loaded = RaptorFit.load(fit.save(tmp_path / "raptor"))
+    assert loaded.spans == [[1, 2], [3, 4]]
+    rebuilt = loaded.surrogate(model)
+    states = view_of(model).states(test)
+    with torch.no_grad():
+        error = (rebuilt(states[0]) - states[1:]).pow(2).mean((1, 2, 3)) / states[1:].pow(2).mean(
+            (1, 2, 3)
+        )
+    assert torch.allclose(error, fit.layer_error, rtol=1e-4, atol=1e-7)
+
+
+def test_bad_phases_are_named():
+    with pytest.raises(ValueError, match="contiguous runs covering"):
+        phase_spans([(1, 2), (4, 4)], 4)
+    with pytest.raises(ValueError, match="do not cover"):
+        phase_spans([(1, 2)], 4)
+    with pytest.raises(ValueError, match="eval_labels"):
+        fit_raptor(small_vit(), images(4), [(1, 4)], labels=torch.zeros(4), eval_inputs=images(4))
+    with pytest.raises(TypeError, match="attention and MLP"):
+        from interp.depth.views import branches
+
+        branches(torch.nn.Linear(2, 2))

@@ -1,0 +1,211 @@
+"""Retrieval heads: ROUGE-1, needle insertion, span rule, copy-paste rule, decode argmax vs the
+explicit float64 pattern, head masking, aggregation, and one short embedded needle test."""
+
+import pytest
+import torch
+
+from interp.heads.decoding import greedy_decode
+from interp.heads.haystack import assemble, find_span, insertion_point
+from interp.heads.needles import Needle, load_needles, rouge1_recall, synthetic_needle
+from interp.heads.retrieval import RetrievalGrid, copy_paste_scores, retrieval_grid
+
+
+def test_rouge1_recall_counts_clipped_unigrams():
+    assert rouge1_recall("a green teapot", "It is in a GREEN teapot!") == pytest.approx(1.0)
+    assert rouge1_recall("the cat the hat", "the cat") == pytest.approx(
+        0.5
+    )  # "the" clipped to 1 of 2
+    assert rouge1_recall("blue giraffe seven", "blue seven") == pytest.approx(2 / 3)
+    assert rouge1_recall("blue giraffe", "") == 0.0
+    with pytest.raises(ValueError, match="no words"):
+        rouge1_recall("...", "x")
+
+
+def test_needles_validate_and_ship():
+    needles = load_needles()
+    assert len(needles) >= 3 and all(n.answer.lower() in n.needle.lower() for n in needles)
+    with pytest.raises(ValueError, match="substring"):
+        Needle("The sky is green.", "What colour is the sky?", "blue")
+
+
+def test_insertion_snaps_back_to_a_sentence_end():
+    ends = torch.zeros(20, dtype=torch.bool)
+    ends[[4, 11]] = True  # tokens 4 and 11 end sentences
+    assert insertion_point(ends, 0.5) == 5  # int(20 * 0.5) = 10 -> after token 4
+    assert insertion_point(ends, 0.6) == 12  # 12: token 11 ends a sentence
+    assert insertion_point(ends, 0.1) == 0  # no sentence end before 2
+    assert insertion_point(ends, 1.0) == 20
+    with pytest.raises(ValueError, match="depth"):
+        insertion_point(ends, 1.5)
+
+
+def test_span_rule_and_assembly():
+    tokens = torch.tensor([9, 9, 5, 6, 7, 8, 9])
+    assert find_span(tokens, [5, 6, 7], 0, 7) == (2, 5)
+    with pytest.raises(ValueError, match="not found"):
+        find_span(tokens, [5, 6, 40], 0, 7)  # overlap 2/3 <= 0.9
+    haystack = torch.arange(50, 80)
+    ends = torch.zeros(30, dtype=torch.bool)
+    ends[[9, 19]] = True
+    prompt = assemble(
+        [1], haystack, [30, 31, 32, 33], [40, 41], [31, 32], length=20, depth=0.5, sentence_end=ends
+    )
+    # room = 20 - 1 - 2 - 4 = 13 haystack tokens; int(13 * 0.5) = 6 -> back to 0 (no end before 6)
+    assert prompt.tokens.numel() == 20 and prompt.needle == (1, 5) and prompt.span == (2, 4)
+    deep = assemble(
+        [1], haystack, [30, 31, 32, 33], [40, 41], [31, 32], length=20, depth=0.9, sentence_end=ends
+    )
+    assert deep.needle == (11, 15) and int(deep.tokens[10]) == 59  # right after the sentence end 59
+    with pytest.raises(ValueError, match="no room"):
+        assemble([1], haystack, [30] * 10, [40] * 9, [30], length=20, depth=0.5, sentence_end=ends)
+
+
+def test_copy_paste_rule_on_a_synthetic_trace():
+    # one test, 2 layers x 2 heads, 4 steps; prompt tokens 0..9, answer span [3, 6) holds 13 14 15
+    prompt = torch.tensor([[10, 11, 12, 13, 14, 15, 16, 17, 18, 19]])
+    generated = torch.tensor([[13, 14, 14, 15]])
+    argmax = torch.zeros(4, 2, 1, 2, dtype=torch.long)
+    argmax[:, 0, 0, 0] = torch.tensor([3, 4, 4, 5])  # copies at every step (repeat counts again)
+    argmax[:, 0, 0, 1] = torch.tensor(
+        [3, 3, 3, 8]
+    )  # copies at step 0 only (then token differs / out of span)
+    argmax[:, 1, 0, 0] = torch.tensor([0, 1, 2, 5])  # in span only at step 3: copies once
+    argmax[:, 1, 0, 1] = torch.tensor(
+        [13, 14, 4, 5]
+    )  # keys past the prompt never count; steps 2-3 copy
+    active = torch.tensor([[True], [True], [True], [False]])  # the row stopped before step 3
+    scores = copy_paste_scores(argmax, generated, active, prompt, torch.tensor([[3, 6]]))
+    expected = torch.tensor([[[3, 1], [0, 1]]], dtype=torch.float64) / 3
+    torch.testing.assert_close(scores, expected)
+
+
+def test_decode_argmax_matches_explicit_pattern(tiny_lm):
+    torch.manual_seed(0)
+    prompts = torch.randint(3, 90, (2, 12))
+    trace = greedy_decode(
+        tiny_lm, prompts, max_new_tokens=4, suppress_steps=0, stop_ids=[], suppress_ids=[]
+    )
+    steps = trace.generated.shape[1]
+    full = torch.cat([prompts, trace.generated[:, :-1]], dim=1)
+    logits, cache = tiny_lm.run(full, capture="blocks.*.attn.hook_pattern", prepend_bos=False)
+    pattern = cache.stack("attn.hook_pattern").double()  # [L, B, H, T, T]
+    rows = torch.arange(prompts.shape[1] - 1, full.shape[1])  # the query of each decode step
+    expected = pattern[:, :, :, rows].argmax(-1).permute(3, 0, 1, 2)  # [S, L, B, H]
+    assert torch.equal(trace.argmax, expected)
+    assert torch.equal(trace.generated, logits[:, rows].argmax(-1))  # greedy
+    assert trace.active.all() and steps == 4
+
+
+def test_decode_stops_rows_and_suppresses(tiny_lm):
+    prompts = torch.randint(3, 90, (2, 10), generator=torch.Generator().manual_seed(1))
+    free = greedy_decode(
+        tiny_lm, prompts, max_new_tokens=3, stop_ids=[], suppress_ids=[], record_argmax=False
+    )
+    first = free.generated[:, 0]
+    stopped = greedy_decode(
+        tiny_lm, prompts, max_new_tokens=3, stop_ids=first.tolist(), suppress_ids=[]
+    )
+    assert stopped.generated.shape[1] == 1 and stopped.active.shape == (1, 2)
+    banned = greedy_decode(
+        tiny_lm,
+        prompts,
+        max_new_tokens=3,
+        stop_ids=[],
+        suppress_ids=first.tolist(),
+        suppress_steps=1,
+    )
+    assert not torch.isin(banned.generated[:, 0], first).any()
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gpt_neox"])
+def test_masked_head_attends_uniformly(tiny_models, tokenizer, family):
+    import interp
+
+    lm = interp.load_model(tiny_models[family], tokenizer=tokenizer, device="cpu")
+    tokens = torch.randint(3, 90, (1, 9), generator=torch.Generator().manual_seed(2))
+    _, plain = lm.run(tokens, capture="blocks.1.attn.hook_pattern", prepend_bos=False)
+    with lm.ablate_heads([(1, 2)]):
+        _, masked = lm.run(tokens, capture="blocks.1.attn.hook_pattern", prepend_bos=False)
+    uniform = torch.tril(torch.ones(9, 9)) / torch.arange(1, 10)[:, None]
+    torch.testing.assert_close(
+        masked["blocks.1.attn.hook_pattern"][0, 2].float(), uniform, atol=1e-6, rtol=1e-5
+    )
+    keep = [0, 1, 3]
+    torch.testing.assert_close(
+        masked["blocks.1.attn.hook_pattern"][0, keep], plain["blocks.1.attn.hook_pattern"][0, keep]
+    )
+    _, after = lm.run(tokens, capture="blocks.1.attn.hook_pattern", prepend_bos=False)
+    assert torch.equal(
+        after["blocks.1.attn.hook_pattern"], plain["blocks.1.attn.hook_pattern"]
+    )  # hooks removed
+    with pytest.raises(ValueError, match="outside"), lm.ablate_heads([(5, 0)]):
+        pass
+    with (
+        pytest.raises(ValueError, match="accepted: uniform, zero"),
+        lm.ablate_heads([(1, 2)], "mean"),
+    ):
+        pass
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gpt_neox"])
+def test_zero_ablation_removes_exactly_the_heads_direct_output(tiny_models, tokenizer, family):
+    import interp
+
+    lm = interp.load_model(tiny_models[family], tokenizer=tokenizer, device="cpu")
+    tokens = torch.randint(3, 90, (1, 7), generator=torch.Generator().manual_seed(3))
+    names = ["blocks.1.attn.hook_z", "blocks.1.hook_attn_out"]
+    _, plain = lm.run(tokens, capture=names, prepend_bos=False)
+    with lm.ablate_heads([(1, 0), (1, 3)], method="zero"):
+        _, ablated = lm.run(tokens, capture=names, prepend_bos=False)
+    z = plain["blocks.1.attn.hook_z"][0].double()  # [T, heads, d_head]
+    w_o = lm.W_O[1].double()  # [heads, d_head, d_model]
+    removed = torch.einsum("thd,hdm->tm", z[:, [0, 3]], w_o[[0, 3]])
+    want = plain["blocks.1.hook_attn_out"][0].double() - removed
+    torch.testing.assert_close(
+        ablated["blocks.1.hook_attn_out"][0].double(), want, atol=1e-5, rtol=1e-4
+    )
+
+
+def test_grid_scores_average_successful_tests_only(tmp_path):
+    heads = torch.zeros(1, 1, 3, 2, 2)
+    heads[0, 0, 0] = torch.tensor([[0.4, 0.0], [0.1, 0.0]])
+    heads[0, 0, 1] = torch.tensor([[0.2, 0.0], [0.2, 0.0]])
+    heads[0, 0, 2] = torch.tensor([[9.0, 9.0], [9.0, 9.0]])  # failed test: ignored
+    grid = RetrievalGrid(
+        recall=torch.tensor([[[1.0, 0.6, 0.2]]]),
+        success=torch.tensor([[[True, True, False]]]),
+        head_scores=heads,
+        lengths=[100],
+        depths=[0.0, 0.5, 1.0],
+        questions=["q"],
+        answers=["a"],
+        responses=[[["a", "a", "b"]]],
+        model="toy",
+    )
+    scores = grid.scores()
+    torch.testing.assert_close(scores["retrieval"], torch.tensor([[0.3, 0.0], [0.15, 0.0]]))
+    assert scores.heads() == [(0, 0), (1, 0)]  # strict: > 0.1
+    assert scores.settings["successful_tests"] == 2
+    loaded = RetrievalGrid.load(grid.save(tmp_path / "grid"))
+    assert loaded.responses == grid.responses and torch.equal(loaded.head_scores, grid.head_scores)
+    assert (
+        "2 of 3 retrieved" in grid.table()
+        and "1.00    1.00    0.00" in grid.table()
+        and grid.figure().data[0].z.shape == (1, 3)
+    )
+
+
+def test_synthetic_needle_is_seeded(tokenizer):
+    a, b = (
+        synthetic_needle(tokenizer, n_words=4, seed=5),
+        synthetic_needle(tokenizer, n_words=4, seed=5),
+    )
+    assert a == b and len(a.answer.split()) == 4 and a.answer in a.needle
+
+
+@pytest.mark.embedded
+def test_embedded_needle_is_retrieved_by_known_heads(embedded):
+    grid = retrieval_grid(embedded, lengths=[200], depths=[0.5], n_needles=1, max_new_tokens=30)
+    assert bool(grid.success.all()), grid.responses
+    top = {(layer, head) for layer, head, _ in grid.scores().top(8)}
+    assert top & {(18, 7), (23, 2), (20, 6), (17, 3), (18, 6)}, top
