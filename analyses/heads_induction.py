@@ -5,6 +5,7 @@ examples), plus previous-token, duplicate-token and ARENA stripe scores from the
 pass, and the in-context-learning score (loss at token 500 minus loss at token 50) on the
 shipped offline corpus. Expected on SmolLM2 (earlier measurement): strongest prefix matchers
 L18H6, L17H3-5; OV copying at L23H0/2, L24H5; loss on the repeats far below the first copy.
+Copying follows Olsson's evaluator as read in :mod:`interp.heads.copying` (chance about -0.92).
 
     .venv/bin/python analyses/heads_induction.py [--model SPEC] [--windows 8] [--out DIR] [--overwrite]
 """
@@ -56,12 +57,20 @@ def main() -> None:
     lm = interp.load_model(args.model, device="cpu")
     print(lm)
     start = time.perf_counter()
-    scores = induction_scores(lm, n_examples=args.examples)
+    scores = induction_scores(lm, n_examples=args.examples, progress=False)
     print(f"\ninduction scores in {time.perf_counter() - start:.1f} s")
     print(scores.table(k=args.top))
     print("\nscore distributions over all heads:")
     for metric in scores.metrics:
         print(f"  {metric:<16} {distribution(scores[metric])}")
+    n_copy = scores.settings["copy_tokens"]
+    print(
+        f"\ncopying chance level (a head that ignores the attended token): 2/{n_copy} - 1 = "
+        f"{2 / n_copy - 1:+.3f}"
+    )
+    rule = " AND ".join(f"{m} >= {t:g}" for m, t in scores.thresholds.items())
+    found = ", ".join(f"L{layer}H{head}" for layer, head in scores.heads()) or "none"
+    print(f"induction heads ({rule}): {found}")
     loss = scores.extras["loss_by_repeat"]
     print("\nmean loss per copy of r (nats):", "  ".join(f"{float(v):.2f}" for v in loss))
 

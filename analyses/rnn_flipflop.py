@@ -50,8 +50,8 @@ def main() -> None:
         rows.append(
             (
                 label,
-                history.eval_loss[-1],
-                history.eval_accuracy[-1],
+                history.test_loss,
+                history.final_accuracy,
                 int(stable.sum()),
                 len(patterns),
                 saddles,

@@ -1,13 +1,98 @@
 """Retrieval heads: ROUGE-1, needle insertion, span rule, copy-paste rule, decode argmax vs the
-explicit float64 pattern, head masking, aggregation, and one short embedded needle test."""
+explicit float64 pattern, head masking, aggregation, the length grid and its recorded settings, a
+hand-built copy-paste model run end to end (synthetic needle), and one short embedded test."""
+
+from types import SimpleNamespace
 
 import pytest
 import torch
+from transformers import GPT2Config, GPT2LMHeadModel
 
+import interp
+from interp.heads import HeadScores
 from interp.heads.decoding import greedy_decode
 from interp.heads.haystack import assemble, find_span, insertion_point
+from interp.heads.masking import masking_conditions, masking_experiment
 from interp.heads.needles import Needle, load_needles, rouge1_recall, synthetic_needle
-from interp.heads.retrieval import RetrievalGrid, copy_paste_scores, retrieval_grid
+from interp.heads.retrieval import (
+    RetrievalGrid,
+    copy_paste_scores,
+    default_lengths,
+    retrieval_grid,
+    retrieval_report_sections,
+)
+from interp.viz import Report
+from tests.tiny import word_tokenizer
+
+
+def copy_paste_model(seed: int = 0) -> GPT2LMHeadModel:
+    """A 2-layer GPT-2 (no position embeddings, tied unembedding) that repeats the seed-``seed``
+    synthetic code of the 96-word tokenizer through exactly one head, L0H0.
+
+    Every weight is zero but the token embeddings (orthogonal, mean-free, unit-RMS directions for
+    BOS, <unk> and the six code words), the norm gains, and L0H0: its QK circuit sends a query
+    holding <unk> to the first code word, code word m to code word m + 1 and the last one to BOS;
+    its OV circuit writes 10x the attended code word's embedding. The prompt ends in <unk>
+    (every English word is <unk> to this tokenizer), so greedy decoding reads off the code one
+    word per step, each step's top-1 key being the code word it emits: six copies over a
+    six-token answer span, a retrieval score of exactly 1 for L0H0 and 0 for the other heads.
+    """
+    tok = word_tokenizer(96)
+    code = [tok.convert_tokens_to_ids(w) for w in synthetic_needle(tok, seed=seed).answer.split()]
+    d, dh = 32, 8
+    config = GPT2Config(
+        vocab_size=96,
+        n_embd=d,
+        n_layer=2,
+        n_head=4,
+        n_positions=128,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    model = GPT2LMHeadModel(config).eval()
+    g = torch.Generator().manual_seed(0)
+    start = torch.cat([torch.ones(d, 1), torch.randn(d, d - 1, generator=g)], dim=1)
+    basis = torch.linalg.qr(start)[0][:, 1:] * d**0.5  # orthogonal to the all-ones vector
+    special = [1, 0, *code]  # BOS, <unk>, code words
+    direction = {t: basis[:, i] for i, t in enumerate(special)}
+    others = torch.randn(96, d - 1 - len(special), generator=g) @ basis[:, len(special) :].T
+    others = (others - others.mean(1, keepdim=True)) / others.std(1, keepdim=True)
+
+    def reads(t):  # x @ reads(t) = 1 for x = the normed embedding of t, 0 for the other tokens
+        return direction[t] / d
+
+    with torch.no_grad():
+        for param in model.parameters():
+            param.zero_()
+        for block in model.transformer.h:
+            block.ln_1.weight.fill_(1.0)
+            block.ln_2.weight.fill_(1.0)
+        model.transformer.ln_f.weight.fill_(1.0)
+        model.transformer.wte.weight.copy_(others)
+        for t in special:
+            model.transformer.wte.weight[t] = direction[t]
+        w_q, w_k, w_v = torch.zeros(3, d, dh)
+        w_o = torch.zeros(dh, d)
+        w_k[:, 0] = 7.5 * reads(1)
+        w_q[:, 1] = 7.5 * reads(0)
+        w_q[:, 0] = 7.5 * reads(code[-1])
+        for m, t in enumerate(code):
+            w_k[:, m + 1] = 7.5 * reads(t)
+            w_v[:, m + 1] = reads(t)
+            w_o[m + 1] = 10 * direction[t]
+        for m, t in enumerate(code[:-1]):
+            w_q[:, m + 2] = 7.5 * reads(t)
+        attn = model.transformer.h[0].attn
+        attn.c_attn.weight[:, :dh] = w_q
+        attn.c_attn.weight[:, d : d + dh] = w_k
+        attn.c_attn.weight[:, 2 * d : 2 * d + dh] = w_v
+        attn.c_proj.weight[:dh] = w_o
+    return model
+
+
+@pytest.fixture(scope="module")
+def copy_lm():
+    return interp.load_model(copy_paste_model(), tokenizer=word_tokenizer(96), device="cpu")
 
 
 def test_rouge1_recall_counts_clipped_unigrams():
@@ -205,7 +290,133 @@ def test_synthetic_needle_is_seeded(tokenizer):
 
 @pytest.mark.embedded
 def test_embedded_needle_is_retrieved_by_known_heads(embedded):
-    grid = retrieval_grid(embedded, lengths=[200], depths=[0.5], n_needles=1, max_new_tokens=30)
+    grid = retrieval_grid(
+        embedded, lengths=[200], depths=[0.5], n_needles=1, max_new_tokens=30, progress=False
+    )
     assert bool(grid.success.all()), grid.responses
     top = {(layer, head) for layer, head, _ in grid.scores().top(8)}
     assert top & {(18, 7), (23, 2), (20, 6), (17, 3), (18, 6)}, top
+
+
+def test_synthetic_grid_finds_the_hand_built_copy_paste_head(copy_lm, tmp_path):
+    grid = retrieval_grid(
+        copy_lm,
+        synthetic=True,
+        n_needles=1,
+        lengths=[60],
+        depths=[0.0, 0.5, 1.0],
+        max_new_tokens=10,
+        progress=False,
+    )
+    code = synthetic_needle(copy_lm.tokenizer, seed=0).answer
+    assert all(r.startswith(code) for r in grid.responses[0][0]), grid.responses
+    assert bool(grid.success.all())
+    scores = grid.scores()
+    assert scores.top(1)[0] == (0, 0, 1.0)  # six copies over the six-token span, every test
+    others = scores["retrieval"].clone()
+    others[0, 0] = 0
+    assert float(others.max()) == 0.0 and scores.heads() == [(0, 0)]
+    # the settings say what produced the grid, and survive a save/load round trip
+    settings = HeadScores.load(scores.save(tmp_path / "scores")).settings
+    assert settings["lengths"] == [60] and settings["depths"] == [0.0, 0.5, 1.0]
+    assert settings["needle_source"] == "synthetic" and settings["n_needles"] == 1
+    assert settings["needles"] == [
+        {
+            "needle": f"The special magic code is: {code} (remember it).",
+            "question": "What is the special magic code? Repeat it exactly.",
+            "answer": code,
+        }
+    ]
+    assert settings["max_new_tokens"] == 10 and settings["successful_tests"] == 3
+    assert RetrievalGrid.load(grid.save(tmp_path / "grid")).settings == grid.settings
+
+
+def test_masking_the_copy_paste_head_breaks_retrieval_and_a_random_head_does_not(copy_lm):
+    grid = retrieval_grid(
+        copy_lm,
+        synthetic=True,
+        n_needles=1,
+        lengths=[60],
+        depths=[0.5],
+        max_new_tokens=8,
+        progress=False,
+    )
+    result = masking_experiment(
+        copy_lm,
+        grid.scores(),
+        k=1,
+        n_random=2,
+        lengths=[60],
+        depths=[0.0, 1.0],
+        n_needles=1,
+        synthetic=True,
+        max_new_tokens=8,
+        progress=False,
+    )
+    assert result.masked[1] == [[0, 0]] and all([0, 0] not in m for m in result.masked[2:])
+    torch.testing.assert_close(result.accuracy(), torch.tensor([1.0, 0.0, 1.0, 1.0]))
+    assert "top 1 retrieval" in result.table()
+
+
+def test_masking_pool_excludes_the_top_k_and_nan_scores_raise():
+    # threshold 0.1: retrieval heads L0H0 (0.5) and L1H1 (0.2); the top 3 adds L0H1 (0.05), which
+    # is at or below the threshold but must not be drawn as a random non-retrieval head
+    values = torch.tensor([[0.5, 0.05], [0.0, 0.2], [0.01, 0.0]])
+    scores = HeadScores(
+        {"retrieval": values},
+        primary="retrieval",
+        thresholds={"retrieval": 0.1},
+        strict={"retrieval": True},
+    )
+    names, masked = masking_conditions(scores, k=3, n_random=6, seed=0)
+    assert masked[0] == [] and masked[1] == [(0, 0), (1, 1), (0, 1)]
+    assert all(sorted(m) == [(1, 0), (2, 0), (2, 1)] for m in masked[2:])
+    assert names[1] == "top 3 retrieval" and len(names) == 8
+    with pytest.raises(ValueError, match="only 2 non-retrieval heads outside the top 4"):
+        masking_conditions(scores, k=4, n_random=1, seed=0)
+    nan = HeadScores({"retrieval": torch.full((3, 2), float("nan"))}, primary="retrieval")
+    with pytest.raises(ValueError, match="NaN: no needle test was retrieved"):
+        masking_conditions(nan, k=1, n_random=1, seed=0)
+
+
+def test_default_length_grid_doubles_up_to_max_length(copy_lm):
+    smol = SimpleNamespace(n_ctx=8192, name="m")
+    assert default_lengths(smol) == (2048, [256, 512, 1024, 2048])
+    assert default_lengths(SimpleNamespace(n_ctx=1000, name="m")) == (951, [256, 512, 951])
+    assert default_lengths(smol, 700, max_new_tokens=20) == (700, [256, 512, 700])
+    assert default_lengths(copy_lm) == (
+        79,
+        [79],
+    )  # context 128 leaves 79 prompt tokens for 50 steps
+    with pytest.raises(ValueError, match="max_length <= 79"):
+        default_lengths(copy_lm, 100)
+    grid = retrieval_grid(
+        copy_lm,
+        synthetic=True,
+        n_needles=1,
+        max_length=64,
+        depths=[1.0],
+        max_new_tokens=4,
+        progress=False,
+    )
+    assert grid.lengths == [64] and grid.settings["max_length"] == 64
+
+
+def test_report_has_the_per_test_grid(copy_lm):
+    grid = retrieval_grid(
+        copy_lm,
+        synthetic=True,
+        n_needles=1,
+        lengths=[50, 60],
+        depths=[0.0, 1.0],
+        max_new_tokens=7,
+        progress=False,
+    )
+    rows = grid.test_rows()
+    assert [(r[1], r[2]) for r in rows] == [(50, 0.0), (50, 1.0), (60, 0.0), (60, 1.0)]
+    assert all(r[3] == 1.0 and r[4] == "yes" and r[6] == "L0H0 1.00" for r in rows)
+    report = Report("retrieval")
+    retrieval_report_sections(grid.scores(), grid, report)
+    html = report.html()
+    assert "Every test" in html and html.count("L0H0 1.00") == 4
+    assert grid.responses[0][1][0] in html and "<td>yes</td>" in html

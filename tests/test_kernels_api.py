@@ -7,8 +7,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from interp.kernels import AttentionStats, attention_stats  # noqa: E402
-from interp.kernels.api import resolve_backend  # noqa: E402
+from interp.kernels import api, attention_stats, reference_attention_stats  # noqa: E402
 
 Q = torch.randn(1, 4, 6, 8)
 K = torch.randn(1, 2, 6, 8)
@@ -45,19 +44,65 @@ def test_bad_input_is_named(kwargs, error, match):
         attention_stats(**args)
 
 
-def test_non_causal_allows_more_queries_than_keys():
-    out = attention_stats(torch.randn(1, 2, 9, 8), torch.randn(1, 1, 3, 8), causal=False)
-    assert isinstance(out, AttentionStats) and out.lse.shape == (1, 2, 9)
-    assert (out.argmax >= 0).all() and (out.argmax < 3).all()
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("name", ["q", "k"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_inputs_raise(backend, name, bad):
+    """Both backends refuse NaN/inf, even at a padded (masked) key position."""
+    args = dict(q=Q.clone(), k=K.clone())
+    args[name][0, 1, -1, 3] = bad
+    pad = torch.ones(1, 6, dtype=torch.bool)
+    pad[0, -1] = False  # the bad key entry sits on a padding key
+    with pytest.raises(FloatingPointError, match=f"{name} holds non-finite values"):
+        attention_stats(**args, key_padding_mask=pad, backend=backend)
 
 
-def test_auto_picks_torch_on_cpu():
-    assert resolve_backend("auto", torch.device("cpu")) == "torch"
+@pytest.mark.parametrize(
+    ("device", "dtype", "installed", "want"),
+    [
+        ("cuda", torch.float32, True, "triton"),
+        ("cuda", torch.float16, True, "triton"),
+        ("cuda", torch.bfloat16, True, "triton"),
+        ("cuda", torch.float64, True, "torch"),  # the kernel has no float64 path
+        ("cuda", torch.float32, False, "torch"),  # triton not installed
+        ("cpu", torch.float32, True, "torch"),
+        ("cpu", torch.float64, True, "torch"),
+    ],
+)
+def test_auto_picks_a_backend_that_runs(monkeypatch, device, dtype, installed, want):
+    monkeypatch.setattr(api, "triton_available", lambda: installed)
+    assert api.resolve_backend("auto", torch.device(device), dtype) == want
 
 
-def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
+def test_auto_on_cuda_sends_float64_to_torch(monkeypatch):
+    """attention_stats hands the dtype to the selection: with the inputs taken for CUDA tensors,
+    float64 goes to torch (the kernel would raise) and float32 to the kernel (interpreted here)."""
+    chosen = []
+    select = api.resolve_backend
+
+    def as_if_on_cuda(backend, device, dtype):
+        chosen.append(select(backend, torch.device("cuda"), dtype))
+        return chosen[-1]
+
+    monkeypatch.setattr(api, "resolve_backend", as_if_on_cuda)
+    monkeypatch.setattr(api, "triton_available", lambda: True)
+    for dtype, want in ((torch.float64, "torch"), (torch.float32, "triton")):
+        q, k = Q.to(dtype), K.to(dtype)
+        out = attention_stats(q, k)
+        assert chosen[-1] == want and out.lse.dtype == dtype
+        ref = reference_attention_stats(q, k)
+        torch.testing.assert_close(out.lse.double(), ref.lse, rtol=1e-5, atol=1e-6)
+
+
+def test_explicit_triton_that_cannot_run_is_named(monkeypatch):
+    cpu = torch.device("cpu")
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(ValueError, match="TRITON_INTERPRET=1"):
-        resolve_backend("triton", torch.device("cpu"))
+        api.resolve_backend("triton", cpu, torch.float32)
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert resolve_backend("triton", torch.device("cpu")) == "triton"
+    assert api.resolve_backend("triton", cpu, torch.float32) == "triton"
+    with pytest.raises(TypeError, match="float64"):
+        api.resolve_backend("triton", torch.device("cuda"), torch.float64)
+    monkeypatch.setattr(api, "triton_available", lambda: False)
+    with pytest.raises(ImportError, match="pip install triton"):
+        api.resolve_backend("triton", torch.device("cuda"), torch.float32)

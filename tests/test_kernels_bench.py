@@ -7,6 +7,8 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import dataclasses  # noqa: E402
 import importlib.util  # noqa: E402
+import io  # noqa: E402
+import math  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -57,19 +59,44 @@ def test_gpu_script_refuses_without_cuda(gpu_bench, capsys):
     assert "needs a GPU" in capsys.readouterr().err
 
 
-def test_speed_tables_format(gpu_bench):
-    rows = [
-        dict(T=4096, method="SDPA flash forward (q,k,v)", ms=1.5, ratio=1.0, mib=32.0),
-        dict(T=4096, method="stats config M64 N64 w4 s3", error="OutOfResources"),
-    ]
-    table = gpu_bench.format_speed(rows)
-    assert "1.500" in table and "OutOfResources" in table
+def _fake_bench(t):
+    """Two timing rows per length; T=3 dies after its rows, as a run killed by the time limit."""
+    yield dict(T=t, method="SDPA flash forward (q,k,v)", ms=2.0, ratio=1.0, mib=8.0)
+    yield dict(T=t, method="stats (lse, argmax, max_prob)", ms=2.5, ratio=1.25, mib=0.5)
+    if t == 3:
+        raise RuntimeError("killed")
+
+
+def test_speed_rows_are_printed_as_measured(gpu_bench):
+    out = io.StringIO()
+    with pytest.raises(RuntimeError, match="killed"):
+        gpu_bench.run_speed([1, 2, 3, 4], _fake_bench, deadline=math.inf, out=out)
+    lines = out.getvalue().splitlines()
+    rows = [line.split() for line in lines if line.strip()[:1].isdigit()]
+    assert [r[0] for r in rows] == ["1", "1", "2", "2", "3", "3"]  # all measured before the crash
+    assert rows[1][-3:] == ["2.500", "1.25", "0.5"]  # median ms, x SDPA, extra MiB
+
+
+def test_speed_stops_at_the_time_budget(gpu_bench):
+    ticks = iter(range(100))  # a tick before each pull: 3 rows, the end of T=1, then over budget
+    out = io.StringIO()
+    rows = gpu_bench.run_speed([1, 2], _fake_bench, deadline=3, out=out, clock=lambda: next(ticks))
+    assert [(r["T"], r["ms"]) for r in rows] == [(1, 2.0), (1, 2.5), (2, 2.0)]
+    assert "time budget spent at T=2" in out.getvalue()
+    complete = gpu_bench.run_speed([1, 2], _fake_bench, deadline=math.inf, out=io.StringIO())
+    assert len(complete) == 4
+
+
+def test_speed_table_formats(gpu_bench):
+    failed = dict(T=4096, method="stats config M64 N64 w4 s3", error="OutOfResources")
+    assert gpu_bench.format_speed_row(failed).split()[-1] == "OutOfResources"
     cpu = _load("attention_stats")
     table = cpu.format_table(
         [
             dict(T=512, method="sdpa", time_s=0.03, ratio=1.0, peak="3.4"),
             dict(T=8192, method="materialized", time_s=None, ratio=None, peak=">= 2.2 GiB*"),
         ]
-    )
-    assert "skipped" in table and "0.0300" in table
+    ).splitlines()
+    assert table[2].split() == ["512", "sdpa", "0.0300", "1.00", "3.4"]
+    assert table[3].split() == ["8192", "materialized", "skipped", ">=", "2.2", "GiB*"]
     assert cpu.materialized_gib(8192) == pytest.approx(9 * 8192**2 * 4 / 2**30)

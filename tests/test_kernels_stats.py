@@ -10,8 +10,11 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import math  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
 
 from interp.kernels import attention_stats, reference_attention_stats  # noqa: E402
 from interp.kernels.api import validate  # noqa: E402
@@ -74,16 +77,82 @@ def test_matches_reference_gqa_padding(backend, causal):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_decode_suffix_queries(backend):
-    """Tq < Tk: query i sits at position Tk - Tq + i (a KV-cache decode step)."""
-    q, k, _, targets, ranges = make_inputs(seed=3, b=1, hq=6, hkv=3, tq=5, tk=41, d=32)
-    kwargs = dict(causal=True, targets=targets, key_ranges=ranges, scale=0.3)
+    """Tq < Tk: query i sits at position Tk - Tq + i (a KV-cache decode step), with padding."""
+    q, k, pad, targets, ranges = make_inputs(seed=3, b=2, hq=6, hkv=3, tq=5, tk=41, d=32, r=3)
+    pad[1] = torch.arange(41) >= 39  # batch 1: only keys 39, 40 are real: queries 0-2 see none
+    kwargs = dict(causal=True, key_padding_mask=pad, targets=targets, key_ranges=ranges, scale=0.3)
     out = attention_stats(q, k, backend=backend, **kwargs)
     assert_matches(out, reference_attention_stats(q, k, **kwargs), q, k, 0.3)
+    assert torch.isneginf(out.lse[1, :, :3]).all() and torch.isfinite(out.lse[1, :, 3:]).all()
     # the first query sees keys 0..36: a key after it gets no probability
-    tail = torch.tensor([[[37, 41]]])
+    tail = torch.tensor([[[37, 41]]] * 2)
     out = attention_stats(q, k, backend=backend, causal=True, key_ranges=tail, scale=0.3)
-    assert out.range_mass[0, :, 0, 0].abs().max() == 0
-    assert (out.range_mass[0, :, -1, 0] > 0).all()
+    assert out.range_mass[:, :, 0, 0].abs().max() == 0
+    assert (out.range_mass[:, :, -1, 0] > 0).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_causal_more_queries_than_keys(backend):
+    """Without causal masking Tq > Tk is valid: every query sees every real key."""
+    q, k, pad, _, ranges = make_inputs(seed=31, b=2, hq=4, hkv=2, tq=29, tk=11, d=16)
+    targets = torch.randint(-1, 11, (2, 29, 3), generator=torch.Generator().manual_seed(32))
+    kwargs = dict(causal=False, key_padding_mask=pad, targets=targets, key_ranges=ranges)
+    out = attention_stats(q, k, backend=backend, **kwargs)
+    assert out.lse.shape == (2, 4, 29)
+    assert_matches(out, reference_attention_stats(q, k, **kwargs), q, k, 0.25)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_many_key_ranges(backend):
+    """R = 20 > 16: the kernel's range tile widens to 32 columns."""
+    q, k, pad, targets, ranges = make_inputs(seed=37, b=2, hq=2, hkv=1, tq=40, tk=40, d=16, r=20)
+    ranges[1, -1] = torch.tensor([39, 40])  # a one-key range in the last key block
+    kwargs = dict(key_padding_mask=pad, targets=targets, key_ranges=ranges)
+    out = attention_stats(q, k, backend=backend, **kwargs)
+    assert out.range_mass.shape == (2, 2, 40, 20)
+    assert_matches(out, reference_attention_stats(q, k, **kwargs), q, k, 0.25)
+
+
+@pytest.fixture
+def undefined_masked_lanes(monkeypatch):
+    """Make the interpreter fill the masked-off lanes of a ``tl.load`` without ``other`` with NaN
+    (integers: their maximum), as a GPU leaves them undefined; unpatched it would give zeros."""
+    from triton.runtime import interpreter
+
+    load = interpreter.InterpreterBuilder.create_masked_load
+
+    def poisoned(self, ptrs, mask, other, *args, **kwargs):
+        if other is None:
+            tt = ptrs.get_element_ty()
+            np_dtype = interpreter._get_np_dtype(tt)
+            if tt == tl.bfloat16:
+                fill = 0x7FC0  # bfloat16 NaN, stored as uint16
+            elif np.issubdtype(np_dtype, np.floating):
+                fill = np.nan
+            else:
+                fill = True if np_dtype == np.bool_ else np.iinfo(np_dtype).max
+            other = interpreter.TensorHandle(np.full(ptrs.data.shape, fill, dtype=np_dtype), tt)
+        return load(self, ptrs, mask, other, *args, **kwargs)
+
+    monkeypatch.setattr(interpreter.InterpreterBuilder, "create_masked_load", poisoned)
+    out = torch.zeros(8)
+    _masked_copy[(1,)](torch.ones(4), out, 4, BLOCK=8)
+    assert out[:4].eq(1).all() and out[4:].isnan().all(), "the poisoning did not take effect"
+
+
+@triton.jit
+def _masked_copy(src, dst, n, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    tl.store(dst + offs, tl.load(src + offs, mask=offs < n))
+
+
+@pytest.mark.parametrize("d", [80, 96])
+def test_head_dim_not_a_power_of_two(d, undefined_masked_lanes):
+    """D = 80 or 96 pads the kernel's head-dim tile to 128 lanes; those lanes must read as zeros."""
+    q, k, pad, targets, ranges = make_inputs(seed=41 + d, b=1, hq=2, hkv=1, tq=21, tk=21, d=d)
+    kwargs = dict(key_padding_mask=pad, targets=targets, key_ranges=ranges)
+    out = attention_stats(q, k, backend="triton", **kwargs)
+    assert_matches(out, reference_attention_stats(q, k, **kwargs), q, k, 1 / math.sqrt(d))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -28,7 +28,8 @@ CAPTURE = [
     "blocks.*.hook_resid_post",
     "blocks.*.hook_attn_out",
     "blocks.*.hook_mlp_out",
-    "blocks.*.attn.hook_*",  # q, k, v (post-rotary), z, pattern
+    "blocks.*.attn.hook_*",  # q, k, v (post-rotary), z
+    "blocks.*.attn.hook_pattern",  # a glob never takes the pattern: it is named
     "ln_final.hook_normalized",
 ]
 WEIGHTS = ["W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O", "W_E"]
@@ -262,3 +263,30 @@ def test_bad_requests_and_objects(bridges, tiny_models):
         TransformerLensLM(tiny_models["llama"])
     with pytest.raises(TypeError, match="nnsight"):
         NNsightLM(tiny_models["llama"])
+
+
+def test_gemma_bridge_norm_weights_are_effective_scales(tokenizer, tmp_path):
+    """Gemma scales by 1 + w: the bridge (holding HF's raw w) must report the same g as native,
+    and RMSNorm(x) = x / rms(x) * g must hold for it."""
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoTokenizer
+
+    model = tiny_hf_model("gemma", vocab_size=len(tokenizer))
+    with torch.no_grad():
+        model.model.norm.weight.normal_(generator=torch.Generator().manual_seed(4))
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    bridge = TransformerBridge.boot_transformers(
+        str(tmp_path),
+        hf_model=model,
+        tokenizer=AutoTokenizer.from_pretrained(tmp_path),
+        device="cpu",
+    )
+    lm = interp.load_model(bridge)
+    final = lm.norm_weights()["ln_final"]
+    torch.testing.assert_close(final, 1 + model.model.norm.weight.detach())
+    x = torch.randn(3, lm.d_model, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    expected = x / (x.pow(2).mean(-1, keepdim=True) + model.config.rms_norm_eps).sqrt() * final
+    torch.testing.assert_close(
+        lm.norm(None, "final", x.float()), expected.float(), atol=1e-5, rtol=0
+    )

@@ -56,6 +56,25 @@ def test_embedded_logits_and_resid_match_hf(embedded, reference):
     )
 
 
+def test_embedded_hooks_change_nothing_against_hf_sdpa(embedded, reference):
+    """The right reference for "our hooks change nothing": HF's own SDPA forward of the same
+    checkpoint ("interp" attention is that path behind a probe). Bit-identical logits, with every
+    layer's residual stream, post-rotary q and attention statistics captured on the way."""
+    tokens = embedded.to_tokens(TEXT)
+    logits, _ = embedded.run(
+        tokens,
+        capture=["blocks.*.hook_resid_post", "blocks.*.attn.hook_q"],
+        attention_stats=StatsRequest(backend="torch"),
+    )
+    reference.set_attn_implementation("sdpa")
+    try:
+        with torch.no_grad():
+            expected = reference(tokens).logits
+    finally:
+        reference.set_attn_implementation("eager")
+    assert torch.equal(logits, expected), (logits - expected).abs().max()
+
+
 def test_attention_stats_equal_explicit_pattern(embedded):
     tokens = embedded.to_tokens(TEXT)
     length = tokens.shape[1]

@@ -119,3 +119,95 @@ def test_non_finite_activations_are_reported(tokenizer):
     lm = interp.load_model(model, tokenizer=tokenizer, device="cpu")
     with pytest.raises(FloatingPointError, match="blocks.1.hook_mlp_out"):
         lm.run("w3 w4", capture=["blocks.1.hook_mlp_out"])
+
+
+def test_pattern_guard_counts_every_requested_layer(tiny_lm, monkeypatch):
+    """One layer's [1, 4, 7, 7] pattern (196 values) fits a 300-value budget; two layers don't."""
+    from interp.models import hooked
+
+    monkeypatch.setattr(hooked, "PATTERN_LIMIT", 300)
+    text = "w3 w4 w5 w6 w7 w8"  # 7 tokens with BOS
+    _, cache = tiny_lm.run(text, capture="blocks.1.attn.hook_pattern")
+    assert cache["blocks.1.attn.hook_pattern"].shape == (1, 4, 7, 7)
+    with pytest.raises(ValueError, match=r"on 2 layer\(s\) would hold 392 values.*fewer layers"):
+        tiny_lm.run(text, capture="blocks.*.attn.hook_pattern")
+
+
+@pytest.mark.parametrize("glob", ["**", "blocks.**", "blocks.*.attn.*", "blocks.*.attn.hook_*"])
+def test_globs_never_pull_in_attention_patterns(tiny_lm, glob):
+    _, cache = tiny_lm.run("w3 w4 w5", capture=glob)
+    assert cache and not any(name.endswith("hook_pattern") for name in cache), sorted(cache)
+    if glob != "**":  # everything else under blocks.{l}.attn is still captured
+        assert "blocks.1.attn.hook_q" in cache and "blocks.0.attn.hook_z" in cache
+
+
+def test_patterns_are_captured_when_named(tiny_lm):
+    _, cache = tiny_lm.run("w3 w4 w5", capture=["blocks.*.attn.hook_pattern", "blocks.**"])
+    assert [n for n in cache if n.endswith("hook_pattern")] == [
+        "blocks.0.attn.hook_pattern",
+        "blocks.1.attn.hook_pattern",
+    ]
+    with pytest.raises(KeyError, match="captured only when named explicitly"):
+        tiny_lm.run("w3 w4 w5", capture="blocks.*.attn.hook_pat*")
+
+
+def test_stats_layers_out_of_range_are_refused(tiny_lm):
+    from interp.models import StatsRequest
+
+    with pytest.raises(ValueError, match=r"StatsRequest.layers must lie in 0..1 .*\[2\]"):
+        tiny_lm.run("w3 w4 w5", attention_stats=StatsRequest(layers=(0, 2)))
+    _, cache = tiny_lm.run("w3 w4 w5", attention_stats=StatsRequest(layers=(1,)))
+    assert sorted(cache.attention_stats) == [1]
+
+
+def test_old_hooked_transformer_points_to_the_bridge():
+    class HookedTransformer(torch.nn.Module):  # what TransformerLens < 4 handed out
+        pass
+
+    with pytest.raises(TypeError, match="TransformerBridge.boot_transformers"):
+        interp.load_model(HookedTransformer())
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch, tokenizer):
+    """An offline Hugging Face hub cache holding a tiny Llama saved under the id ``org/tiny``."""
+    from huggingface_hub import constants
+
+    hub = tmp_path / "hf" / "hub"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = hub / "models--org--tiny"
+    model = tiny_hf_model("llama", vocab_size=len(tokenizer), seed=3)
+    model.save_pretrained(repo / "snapshots" / commit)
+    tokenizer.save_pretrained(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    for name, value in (("HF_HOME", tmp_path / "hf"), ("HF_HUB_CACHE", hub)):
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads the variables at import; set what it read, as a fresh process would.
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.chdir(tmp_path)  # no local folder 'org/tiny'
+    return model
+
+
+def test_hub_id_loads_from_the_hub_cache(hub_cache):
+    lm = interp.load_model("org/tiny", device="cpu")
+    assert lm.name == "org/tiny"
+    tokens = lm.to_tokens("w3 w4 w5")
+    with torch.no_grad():
+        expected = hub_cache(tokens).logits
+    torch.testing.assert_close(lm(tokens), expected, atol=1e-5, rtol=0)
+
+
+def test_hub_failure_keeps_its_cause(hub_cache):
+    with pytest.raises(
+        OSError, match="could not load 'org/other'.*couldn't find them in the cached"
+    ):
+        interp.load_model("org/other")
+
+
+def test_missing_relative_path_is_a_missing_path(hub_cache, tmp_path):
+    (tmp_path / "models").mkdir()
+    with pytest.raises(FileNotFoundError, match="no such model file or folder: models/tiny"):
+        interp.load_model("models/tiny")

@@ -10,14 +10,15 @@ import torch
 import interp
 from tests.tiny import tiny_hf_model
 
-FAMILIES = ["llama", "qwen2", "gemma", "gpt2", "gpt_neox"]
+FAMILIES = ["llama", "mistral", "qwen2", "gemma", "gpt2", "gpt_neox"]
+ROTARY = ["llama", "mistral", "qwen2", "gemma"]  # separate q/k projections, full rotary
 TEXT = "w5 w9 w14 w5 w9 w30 w31 w2 w7 w8 w20 w21"
 
 
-def _pair(family: str, tokenizer):
-    """A wrapped model and an untouched eager copy of the same weights."""
+def _pair(family: str, tokenizer, attention: str = "eager"):
+    """A wrapped model and an untouched copy of the same weights running ``attention``."""
     reference = tiny_hf_model(family, vocab_size=len(tokenizer))
-    reference.set_attn_implementation("eager")
+    reference.set_attn_implementation(attention)
     lm = interp.load_model(copy.deepcopy(reference), tokenizer=tokenizer, device="cpu")
     return lm, reference
 
@@ -160,3 +161,75 @@ def test_unembed_of_last_residual_reproduces_logits(family, tokenizer):
         lm.norm(None, "final", cache[f"blocks.{lm.n_layers - 1}.hook_resid_post"]) @ lm.W_U + lm.b_U
     )
     torch.testing.assert_close(direct, logits, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_hooks_change_nothing_against_hf_sdpa(family, tokenizer):
+    """The "interp" attention is HF's SDPA path behind a probe: capturing everything must leave
+    the logits bit-identical to HF's own SDPA forward, padded batch included."""
+    lm, reference = _pair(family, tokenizer, attention="sdpa")
+    tokens, mask = lm._encode([TEXT, "w3 w4 w5"], prepend_bos=True)
+    capture = ["blocks.*.hook_resid_post", "blocks.*.attn.hook_q", "blocks.*.attn.hook_z"]
+    logits, _ = lm.run(tokens, capture=capture, attention_stats=True, attention_mask=mask)
+    with torch.no_grad():
+        expected = reference(tokens, attention_mask=mask).logits
+    assert torch.equal(logits, expected), (logits - expected).abs().max()
+
+
+def _rotate(x: torch.Tensor, theta: float) -> torch.Tensor:
+    """RoPE (Su et al. 2021) in Hugging Face's half-split layout, float64: dimension pair
+    (i, i + d/2) at position p is rotated by the angle p * theta^(-2i/d)."""
+    d = x.shape[-1]
+    angles = torch.arange(x.shape[1], dtype=torch.float64)[:, None] * theta ** (
+        -torch.arange(0, d, 2, dtype=torch.float64) / d
+    )
+    cos, sin = angles.cos()[None, :, None], angles.sin()[None, :, None]
+    first, second = x[..., : d // 2], x[..., d // 2 :]
+    return torch.cat([first * cos - second * sin, second * cos + first * sin], dim=-1)
+
+
+@pytest.mark.parametrize("family", ROTARY)
+def test_query_key_weights_plus_rotary_reproduce_hook_q_k(family, tokenizer):
+    """W_Q/W_K (+ biases) applied to the normed residual, then rotated by RoPE, equal the
+    captured post-rotary q/k; W_K is GQA-expanded, so compare against repeated kv heads."""
+    lm, reference = _pair(family, tokenizer)
+    theta = reference.config.rope_parameters["rope_theta"]
+    groups = lm.n_heads // lm.n_kv_heads
+    _, cache = lm.run(
+        TEXT, capture=["blocks.*.hook_resid_pre", "blocks.*.attn.hook_q", "blocks.*.attn.hook_k"]
+    )
+    for layer in range(lm.n_layers):
+        x = lm.norm(layer, "attn", cache[f"blocks.{layer}.hook_resid_pre"]).double()
+        for kind, W, b in (("q", lm.W_Q, lm.b_Q), ("k", lm.W_K, lm.b_K)):
+            projected = torch.einsum("btm,hmd->bthd", x, W[layer].double()) + b[layer].double()
+            captured = cache[f"blocks.{layer}.attn.hook_{kind}"]
+            if kind == "k":
+                captured = captured.repeat_interleave(groups, dim=2)
+            torch.testing.assert_close(
+                _rotate(projected, theta).float(), captured, atol=1e-5, rtol=0, msg=kind
+            )
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma"])
+def test_norm_weights_are_the_scale_the_norm_applies(family, tokenizer):
+    """RMSNorm(x) = x / sqrt(mean(x^2) + eps) * g, with g = norm_weights() (Gemma: 1 + w)."""
+    model = tiny_hf_model(family, vocab_size=len(tokenizer))
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for module in model.modules():
+            if type(module).__name__.endswith("RMSNorm"):
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator))
+    lm = interp.load_model(model, tokenizer=tokenizer, device="cpu")
+    weights = lm.norm_weights()
+    x = torch.randn(2, 3, lm.d_model, generator=generator)
+    eps = model.config.rms_norm_eps
+    normalized = x.double() / (x.double().pow(2).mean(-1, keepdim=True) + eps).sqrt()
+    for layer, kind, key in (
+        (1, "attn", "ln_attn"),
+        (0, "mlp", "ln_mlp"),
+        (None, "final", "ln_final"),
+    ):
+        scale = weights[key] if layer is None else weights[key][layer]
+        torch.testing.assert_close(
+            lm.norm(layer, kind, x), (normalized * scale.double()).float(), atol=1e-5, rtol=0
+        )

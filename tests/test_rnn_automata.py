@@ -11,7 +11,9 @@ import torch
 
 from interp.rnn.automata import DFA
 from interp.rnn.grammars import GRAMMARS, GrammarTask, grammar_dfa, grammar_task, strings_from_codes
-from interp.rnn.tasks import make_task
+from interp.rnn.strings import GRAMMAR_SPLITS, string_split
+from interp.rnn.tasks import make_task, split_generator
+from interp.rnn.training import validation_generator
 
 
 def all_strings(alphabet, max_length):
@@ -244,13 +246,13 @@ def test_tiny_languages_are_balanced_per_length(name):
     task = grammar_task(name)
     generator = torch.Generator().manual_seed(1)
     for length in (4, 6):
-        codes, lengths, _ = task.sample_codes(400, generator, length=length)
+        codes, lengths, _ = task.sample_codes(400, generator, split=None, length=length)
         words = strings_from_codes(task.alphabet, codes, lengths)
         positive = np.mean([MEMBERSHIP[name](w) for w in words])
         assert 0.4 < positive < 0.6
     # Tomita 2 has no positive string of odd length: everything is negative there
     if name == "tomita2":
-        codes, lengths, _ = task.sample_codes(50, generator, length=5)
+        codes, lengths, _ = task.sample_codes(50, generator, split=None, length=5)
         assert not any(
             MEMBERSHIP[name](w) for w in strings_from_codes(task.alphabet, codes, lengths)
         )
@@ -259,7 +261,9 @@ def test_tiny_languages_are_balanced_per_length(name):
 def test_sampling_is_uniform_within_a_label():
     # the 7 strings of length 3 without '000' should appear equally often among positives
     task = grammar_task("tomita4")
-    codes, lengths, labels = task.sample_codes(7000, torch.Generator().manual_seed(2), length=3)
+    codes, lengths, labels = task.sample_codes(
+        7000, torch.Generator().manual_seed(2), split=None, length=3
+    )
     words = [
         w
         for w, lab in zip(
@@ -271,6 +275,61 @@ def test_sampling_is_uniform_within_a_label():
     assert len(counts) == 7
     expected = len(words) / 7
     assert ((counts - expected) ** 2 / expected).sum() < 22.5  # chi-square, 6 dof, p ~ 0.001
+
+
+def _words_of(task, batch) -> list[str]:
+    """Decode a TaskBatch (begin-of-string, then one-hot symbols; mask = prefix steps)."""
+    lengths = batch.mask.sum(1) - 1
+    symbols = batch.x[:, 1:, : len(task.alphabet)].argmax(-1)
+    return strings_from_codes(task.alphabet, symbols, lengths)
+
+
+@pytest.mark.parametrize("name", ["tomita1", "tomita3", "parens"])
+def test_grammar_splits_are_disjoint_string_sets(name):
+    # the streams train() uses: 300 training batches, the validation and the test batch
+    task = grammar_task(name)
+    generator = split_generator(0, "train")
+    train = {w for _ in range(300) for w in _words_of(task, task.sample(64, generator))}
+    val = set(_words_of(task, task.sample(512, validation_generator(0), split="val")))
+    test = set(_words_of(task, task.sample(512, split_generator(0, "test"), split="test")))
+    assert not train & test and not train & val and not val & test
+    # the splits partition the strings up to the training length roughly 80 / 10 / 10
+    total = 2 ** (task.train_length + 1) - 1
+    assert 0.6 * total < len(train) and len(test) > 0.04 * total and len(val) > 0.04 * total
+
+
+def test_sampling_within_a_split_is_uniform_over_its_members():
+    task = grammar_task("tomita4")
+    generator = torch.Generator().manual_seed(0)
+    for length, split, n in ((6, "train", 6000), (12, "test", 4000)):  # enumerated / rejection
+        words = all_strings("01", length)[-(2**length) :]
+        side = string_split(
+            np.array([[int(c) for c in w] for w in words]), np.full(len(words), length)
+        )
+        expected = {
+            w
+            for w, s in zip(words, side, strict=True)
+            if MEMBERSHIP["tomita4"](w) and s == GRAMMAR_SPLITS.index(split)
+        }
+        codes, lengths, labels = task.sample_codes(n, generator, split=split, length=length)
+        drawn = strings_from_codes(task.alphabet, codes, lengths)
+        positives = [w for w, lab in zip(drawn, labels.tolist(), strict=True) if lab]
+        assert all(MEMBERSHIP["tomita4"](w) for w in positives)
+        assert set(positives) == expected, (length, split)
+        if length == 6:
+            counts = np.array([positives.count(w) for w in sorted(expected)])
+            mean = len(positives) / len(expected)
+            dof = len(expected) - 1
+            assert ((counts - mean) ** 2 / mean).sum() < dof + 4 * np.sqrt(2 * dof)
+
+
+def test_split_without_strings_of_a_length_is_refused():
+    task = grammar_task("tomita4")
+    split = GRAMMAR_SPLITS[int(string_split(np.zeros((1, 0)), np.zeros(1))[0])]  # where "" lies
+    other = next(s for s in GRAMMAR_SPLITS if s != split)
+    assert task.sample_codes(3, torch.Generator(), split=split, length=0)[1].tolist() == [0] * 3
+    with pytest.raises(ValueError, match=f"no string of length 0 lies in the '{other}' split"):
+        task.sample_codes(3, torch.Generator(), split=other, length=0)
 
 
 def test_make_task_registry_and_config_round_trip():

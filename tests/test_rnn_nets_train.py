@@ -9,6 +9,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from interp.rnn import Recurrent, load_run, make_net, make_task, save_run, train
 from interp.rnn.nets import known_nets
+from interp.rnn.tasks import Task, TaskBatch
 
 KINDS = ["rnn_tanh", "rnn_relu", "gru", "lstm", "leaky"]
 
@@ -116,3 +117,34 @@ def test_training_learns_flipflop_and_run_roundtrips(tmp_path):
     assert torch.equal(loaded_result.loss, result.loss)
     assert "final test accuracy" in loaded_result.table()
     assert len(loaded_result.figure().data) == 3
+
+
+class SplitProbe(Task):
+    """Target 0 on the train and val splits, 1 on test: a net trained here reaches validation
+    accuracy 1 quickly and test accuracy 0, so the result says which split each number read."""
+
+    name, loss, input_size, output_size, tolerance = "split_probe", "mse", 1, 1, 0.1
+    splits = ("train", "val", "test")
+
+    def sample(self, batch, generator, *, split="train", length=None):
+        x = torch.randn(batch, 4, 1, generator=generator)
+        y = torch.full((batch, 4, 1), 1.0 if split == "test" else 0.0)
+        return TaskBatch(x, y, torch.ones(batch, 4, dtype=torch.bool))
+
+
+def test_early_stopping_reads_validation_and_test_is_only_reported():
+    net = make_net("gru", 1, 4, 1, seed=0)
+    result = train(net, SplitProbe(), steps=400, eval_every=5, target_accuracy=0.99, progress=False)
+    assert result.stopped_early and result.steps_run < 400, result.table()
+    assert result.validation_split == "val" and result.eval_accuracy[-1] >= 0.99
+    assert result.eval_steps[-1] == result.steps_run
+    assert result.final_accuracy == 0.0 and result.test_loss > 0.5  # test targets are 1
+
+
+def test_no_early_stop_without_reaching_the_target():
+    task = make_task("flipflop", bits=2, steps=10)
+    net = make_net("gru", 2, 4, 2, seed=0)
+    result = train(net, task, steps=6, eval_every=2, target_accuracy=1.0, progress=False)
+    assert not result.stopped_early and result.steps_run == 6
+    assert result.eval_steps.tolist() == [2, 4, 6] and result.validation_split == "test"
+    assert result.eval_accuracy.max() < 1.0

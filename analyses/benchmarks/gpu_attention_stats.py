@@ -3,12 +3,15 @@
 Run through gpu_attention_stats.sh on a CUDA machine (it sets PYTHONPATH and a time limit).
 
 1. Correctness: the kernel against the float64 materialized reference on moderate shapes (float32,
-   float16, bfloat16; causal and not; GQA; padding with fully masked rows; decode Tq < Tk; T not a
-   multiple of the block size; targets and key ranges), and against the chunked torch backend at
-   the benchmark shapes T = 4k and 16k (bf16, H=32, D=128).
+   float16, bfloat16; causal and not; GQA; padding with fully masked rows; decode Tq < Tk;
+   non-causal Tq > Tk; T not a multiple of the block size; head dims 80 and 96, which leave masked
+   lanes in the head-dim tile; targets; up to 20 key ranges), and against the chunked torch
+   backend at the benchmark shapes T = 4k and 16k (bf16, H=32, D=128).
 2. Speed: triton.testing.do_bench medians at T in {4k, 16k, 64k}, B=1, H=32, D=128, bf16, causal:
    SDPA forward with the flash backend (q, k, v) vs the kernel (lse/argmax/max_prob; then with 4
    targets and 2 key ranges), plus a small sweep of block configurations. Target: <= 1.3x SDPA.
+   Each row is printed (flushed) as soon as it is measured, and no measurement starts after the
+   time budget (``--budget-s``, counted from the start), so a run cut short keeps what it measured.
 
 The correctness part also runs on the CPU under TRITON_INTERPRET=1 with ``small=True`` (tested in
 tests/test_kernels_bench.py).
@@ -20,6 +23,8 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator
+from typing import TextIO
 
 import torch
 
@@ -34,11 +39,14 @@ FULL_CASES = [
     ("fp16 causal d64", 1, 9, 3, 2047, 2047, 64, torch.float16, True, False, 2, 2),
     ("bf16 decode", 2, 8, 2, 7, 1500, 128, torch.bfloat16, True, True, 4, 2),
     ("bf16 S=0 R=0", 1, 4, 4, 300, 300, 128, torch.bfloat16, True, False, 0, 0),
+    ("bf16 d80 causal gqa pad", 2, 8, 2, 333, 333, 80, torch.bfloat16, True, True, 3, 2),
+    ("fp32 d96 Tq>Tk R=20", 1, 4, 2, 300, 129, 96, torch.float32, False, True, 3, 20),
 ]
 SMALL_CASES = [
     ("fp32 causal gqa pad", 2, 4, 2, 37, 37, 32, torch.float32, True, True, 3, 2),
     ("bf16 decode", 1, 2, 1, 5, 40, 16, torch.bfloat16, True, True, 2, 1),
     ("fp16 noncausal S=0 R=0", 1, 2, 2, 20, 20, 16, torch.float16, False, False, 0, 0),
+    ("fp32 d80 Tq>Tk R=20", 1, 2, 1, 24, 13, 80, torch.float32, False, True, 2, 20),
 ]
 RTOL = {torch.float32: 1e-5, torch.float16: 1e-4, torch.bfloat16: 1e-4}
 CONFIGS = [  # BLOCK_M, BLOCK_N, num_warps, num_stages; the first is launch_config's choice for D=128
@@ -130,15 +138,48 @@ def format_correctness(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def format_speed(rows: list[dict]) -> str:
-    header = f"{'T':>6}  {'method':<34} {'median ms':>10} {'x SDPA':>7} {'extra MiB':>10}"
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        ms = r.get("error") or f"{r['ms']:.3f}"
-        ratio = "" if r.get("ratio") is None else f"{r['ratio']:.2f}"
-        mib = "" if r.get("mib") is None else f"{r['mib']:.1f}"
-        lines.append(f"{r['T']:>6}  {r['method']:<34} {ms:>10} {ratio:>7} {mib:>10}")
-    return "\n".join(lines)
+SPEED_TITLE = "speed: B=1, H=32, D=128, bf16, causal; do_bench median; target <= 1.3x SDPA"
+SPEED_HEADER = f"{'T':>6}  {'method':<34} {'median ms':>10} {'x SDPA':>7} {'extra MiB':>10}"
+
+
+def format_speed_row(r: dict) -> str:
+    """One row of the speed table; a row with ``error`` shows the error instead of a time."""
+    ms = r.get("error") or f"{r['ms']:.3f}"
+    ratio = "" if r.get("ratio") is None else f"{r['ratio']:.2f}"
+    mib = "" if r.get("mib") is None else f"{r['mib']:.1f}"
+    return f"{r['T']:>6}  {r['method']:<34} {ms:>10} {ratio:>7} {mib:>10}"
+
+
+def run_speed(
+    lengths: list[int],
+    bench: Callable[[int], Iterator[dict]],
+    deadline: float,
+    out: TextIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[dict]:
+    """Time every length with ``bench(t)`` (an iterator of rows, one per measurement).
+
+    Each row is printed and flushed as soon as it is measured, so output cut off by the wall-clock
+    limit still holds every finished measurement; once ``clock()`` passes ``deadline`` no further
+    measurement is started and the table says so.
+    """
+    out = sys.stdout if out is None else out
+    print(f"\n{SPEED_TITLE}\n{SPEED_HEADER}\n{'-' * len(SPEED_HEADER)}", file=out, flush=True)
+    rows: list[dict] = []
+    for t in lengths:
+        measured = iter(bench(t))
+        while True:
+            if clock() > deadline:
+                print(
+                    f"time budget spent at T={t}: later measurements skipped", file=out, flush=True
+                )
+                return rows
+            row = next(measured, None)
+            if row is None:
+                break
+            rows.append(row)
+            print(format_speed_row(row), file=out, flush=True)
+    return rows
 
 
 def _timed(fn, rep_ms: int) -> tuple[float, float]:
@@ -156,8 +197,9 @@ def _timed(fn, rep_ms: int) -> tuple[float, float]:
     return ms, mib
 
 
-def bench_length(t: int, heads: int = 32, d: int = 128, sweep: bool = True) -> list[dict]:
-    """Timing rows for one sequence length (inputs freed on return)."""
+def bench_length(t: int, heads: int = 32, d: int = 128, sweep: bool = True) -> Iterator[dict]:
+    """Timing rows for one sequence length, each yielded once measured (SDPA first: the ratios are
+    against it). The inputs are freed when the iterator is exhausted or dropped."""
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -177,7 +219,7 @@ def bench_length(t: int, heads: int = 32, d: int = 128, sweep: bool = True) -> l
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
     base, mib = _timed(sdpa, rep)
-    rows = [dict(T=t, method="SDPA flash forward (q,k,v)", ms=base, ratio=1.0, mib=mib)]
+    yield dict(T=t, method="SDPA flash forward (q,k,v)", ms=base, ratio=1.0, mib=mib)
     methods = [
         ("stats (lse, argmax, max_prob)", lambda: attention_stats(q, k, backend="triton")),
         (
@@ -196,16 +238,22 @@ def bench_length(t: int, heads: int = 32, d: int = 128, sweep: bool = True) -> l
     for name, fn in methods:
         try:
             ms, mib = _timed(fn, rep)
-            rows.append(dict(T=t, method=name, ms=ms, ratio=ms / base, mib=mib))
+            row = dict(T=t, method=name, ms=ms, ratio=ms / base, mib=mib)
         except Exception as exc:  # a config may not fit in shared memory: report, go on
-            rows.append(dict(T=t, method=name, error=type(exc).__name__))
-    return rows
+            row = dict(T=t, method=name, error=type(exc).__name__)
+        yield row
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[4096, 16384, 65536])
     parser.add_argument("--no-sweep", action="store_true", help="time only the default config")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=240.0,
+        help="start no speed measurement later than this many seconds after the start",
+    )
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("no CUDA device: this benchmark needs a GPU", file=sys.stderr)
@@ -213,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     import triton
 
     torch.backends.cuda.matmul.allow_tf32 = False  # the torch backend must multiply in full fp32
-    start = time.time()
+    start = time.monotonic()
     print(
         f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}"
     )
@@ -221,20 +269,19 @@ def main(argv: list[str] | None = None) -> int:
     rows += check_against_torch([t for t in args.lengths if t <= 16384])
     print("\ncorrectness (relative errors; argmax: fraction of rows that differ)")
     print(format_correctness(rows))
-    print(f"[{time.time() - start:.0f} s]", flush=True)
-    speed = []
-    for t in args.lengths:
-        speed += bench_length(t, sweep=not args.no_sweep)
-        torch.cuda.empty_cache()
-    print("\nspeed: B=1, H=32, D=128, bf16, causal; do_bench median; target <= 1.3x SDPA")
-    print(format_speed(speed))
+    print(f"[{time.monotonic() - start:.0f} s]", flush=True)
+    speed = run_speed(
+        args.lengths, lambda t: bench_length(t, sweep=not args.no_sweep), start + args.budget_s
+    )
     best = {}
     for r in speed:
         if r["method"].startswith("stats") and r.get("ratio") is not None:
             best[r["T"]] = min(best.get(r["T"], math.inf), r["ratio"])
     print("best stats/SDPA ratio per T: " + ", ".join(f"{t}: {x:.2f}" for t, x in best.items()))
     all_ok = all(r["ok"] for r in rows)
-    print(f"correctness: {'ALL OK' if all_ok else 'FAILURES'}  [{time.time() - start:.0f} s total]")
+    print(
+        f"correctness: {'ALL OK' if all_ok else 'FAILURES'}  [{time.monotonic() - start:.0f} s total]"
+    )
     return 0 if all_ok else 1
 
 

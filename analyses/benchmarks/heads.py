@@ -98,11 +98,15 @@ def worker(task: str, method: str, length: int, steps: int) -> dict:
         if method == "ours":
             from interp.heads.induction import induction_scores
 
-            induction_scores(lm, seq_len=4, repeats=4, tokens=tokens[:, :17])  # warm-up
+            induction_scores(
+                lm, seq_len=4, repeats=4, tokens=tokens[:, :17], progress=False
+            )  # warm-up
             return dict(
                 zip(
                     ("s", "mib"),
-                    measure(lambda: induction_scores(lm, seq_len=seq_len, tokens=tokens)),
+                    measure(
+                        lambda: induction_scores(lm, seq_len=seq_len, tokens=tokens, progress=False)
+                    ),
                     strict=True,
                 )
             )

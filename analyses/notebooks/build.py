@@ -59,6 +59,7 @@ def execute_and_write(name: str) -> Path:
     handle, tmp = tempfile.mkstemp(dir=NOTEBOOKS, suffix=".ipynb.tmp")
     with os.fdopen(handle, "w") as stream:
         nbformat.write(notebook, stream)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600 files; notebooks are meant to be read by all
     os.replace(tmp, target)
     return target
 

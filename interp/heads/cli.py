@@ -1,4 +1,8 @@
-"""`interp heads`: find induction, successor and retrieval heads and write an HTML report."""
+"""`interp heads`: find induction, successor and retrieval heads and write an HTML report.
+
+Every default is the library's (``induction_scores``, ``successor_scores``, ``retrieval_grid``),
+so the command and a notebook calling the functions with no arguments measure the same thing.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +24,55 @@ def _parse_kinds(find: str) -> list[str]:
     return kinds
 
 
+def _parse_list(name: str, text: str | None, kind: type) -> list | None:
+    """Comma-separated numbers, or None when the option was not given."""
+    if text is None:
+        return None
+    try:
+        values = [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            f"{name} must be comma-separated {kind.__name__}s, got {text!r}"
+        ) from None
+    if not values:
+        raise typer.BadParameter(f"{name} is empty; give comma-separated {kind.__name__}s")
+    return values
+
+
+def _successor(lm, console: Console, report):
+    """Successor scores, or None (with a message and a report note) when no task survives."""
+    from interp.heads import successor_report_sections, successor_scores
+    from interp.heads.ordinal_tasks import resolve_tasks
+
+    try:
+        resolve_tasks(lm.tokenizer, lm.d_vocab)
+    except ValueError as error:  # the reason, without the long per-task list that follows it
+        message = (
+            f"successor: skipped — {str(error).split(': {', 1)[0]}; the other finders still run"
+        )
+        console.print(f"[yellow]{message}[/yellow]")
+        report.heading("Successor heads")
+        report.text(message)
+        return None
+    scores = successor_scores(lm)
+    console.print("successor tasks kept for this tokenizer (single-token items):")
+    for name, info in scores.settings["tasks"].items():
+        console.print(f"  {name:<24} {len(info['items']):>3} tokens {info['pairs']:>3} pairs")
+    dropped = scores.settings["dropped_tasks"]
+    console.print(f"  dropped: {', '.join(dropped) or 'none'}")
+    successor_report_sections(scores, report)
+    return scores
+
+
 def register(app: typer.Typer) -> None:
     """Add `interp heads` to the main app."""
+    from interp.heads.defaults import (
+        DEFAULT_DEPTHS,
+        MAX_LENGTH,
+        MAX_NEW_TOKENS,
+        MIN_LENGTH,
+        N_NEEDLES,
+    )
 
     @app.command("heads")
     def heads(
@@ -42,16 +93,33 @@ def register(app: typer.Typer) -> None:
             None, "--save", help="Folder to save each HeadScores result in (reloadable)."
         ),
         top: int = typer.Option(10, "--top", help="How many top heads to print per metric."),
+        max_length: int = typer.Option(
+            None,
+            "--max-length",
+            help=f"Retrieval: longest prompt in tokens (default: min({MAX_LENGTH}, what the "
+            "context leaves room to decode)).",
+        ),
         lengths: str = typer.Option(
-            "256,512,1024",
+            None,
             "--lengths",
-            help="Retrieval: haystack lengths in tokens, comma-separated.",
+            help=f"Retrieval: prompt lengths in tokens, comma-separated (default: doubling from "
+            f"{MIN_LENGTH} up to --max-length). Long prompts dominate the run time.",
         ),
         depths: str = typer.Option(
-            "0,0.5,1", "--depths", help="Retrieval: needle depths in [0, 1], comma-separated."
+            ",".join(f"{d:g}" for d in DEFAULT_DEPTHS),
+            "--depths",
+            help="Retrieval: needle depths in [0, 1], comma-separated.",
         ),
         needles: int = typer.Option(
-            2, "--needles", help="Retrieval: how many shipped needles to test."
+            N_NEEDLES, "--needles", help="Retrieval: how many needles to test."
+        ),
+        synthetic: bool = typer.Option(
+            False,
+            "--synthetic",
+            help="Retrieval: random-word code needles with a 'repeat it' question (small models).",
+        ),
+        max_new_tokens: int = typer.Option(
+            MAX_NEW_TOKENS, "--max-new-tokens", help="Retrieval: greedy decoding steps per test."
         ),
         overwrite: bool = typer.Option(
             False, "--overwrite", help="Replace an existing report / saved results."
@@ -60,17 +128,18 @@ def register(app: typer.Typer) -> None:
         """Score every attention head of a model and print the top heads per kind.
 
         Induction heads (prefix matching + OV copying on repeated random tokens), successor heads
-        (effective OV circuit on ordinal sequences, pure weights) and retrieval heads
-        (needle-in-a-haystack copy-paste during greedy decoding). Writes a self-contained HTML
-        report with interactive heatmaps.
+        (effective OV circuit on ordinal sequences, pure weights; skipped with a message when no
+        ordinal task survives the tokenizer) and retrieval heads (needle-in-a-haystack copy-paste
+        during greedy decoding). Writes a self-contained HTML report with interactive heatmaps.
         """
-        from interp.heads import successor_report_sections, successor_scores
         from interp.heads.induction import induction_report_sections, induction_scores
         from interp.heads.retrieval import retrieval_grid, retrieval_report_sections
         from interp.models import load_model
         from interp.viz import Report
 
         kinds = _parse_kinds(find)
+        length_list = _parse_list("--lengths", lengths, int)
+        depth_list = _parse_list("--depths", depths, float)
         if out.exists() and not overwrite:
             raise typer.BadParameter(f"{out} exists; pass --overwrite or choose another --out")
         console = Console()
@@ -80,27 +149,28 @@ def register(app: typer.Typer) -> None:
         report.text(repr(lm))
         results = {}
         if "induction" in kinds:
-            with console.status(
-                "induction: repeated random tokens through the attention statistics"
-            ):
-                results["induction"] = induction_scores(lm)
+            results["induction"] = induction_scores(lm)
             induction_report_sections(results["induction"], report)
         if "successor" in kinds:
-            with console.status("successor: effective OV circuits of every head"):
-                results["successor"] = successor_scores(lm)
-            successor_report_sections(results["successor"], report)
+            scores = _successor(lm, console, report)
+            if scores is not None:
+                results["successor"] = scores
         if "retrieval" in kinds:
             grid = retrieval_grid(
                 lm,
-                lengths=[int(x) for x in lengths.split(",")],
-                depths=[float(x) for x in depths.split(",")],
+                lengths=length_list,
+                depths=depth_list,
+                max_length=max_length,
                 n_needles=needles,
+                synthetic=synthetic,
+                max_new_tokens=max_new_tokens,
             )
             results["retrieval"] = grid.scores()
             retrieval_report_sections(results["retrieval"], grid, report)
+            console.print(grid.table())
         for kind, scores in results.items():
             console.rule(f"{kind} heads")
-            console.print(scores.table(k=top))
+            console.print(scores.table(k=top), markup=False, highlight=False)
             found = scores.heads()
             console.print(
                 f"classified as {kind} heads: {', '.join(f'L{layer}H{head}' for layer, head in found) or 'none'}"

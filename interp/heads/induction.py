@@ -3,9 +3,11 @@
 Input: ``[BOS] + r + r + ... + r`` with ``r`` a sequence of ``seq_len`` distinct random tokens
 drawn from the middle of the vocabulary (no special tokens, neither the most nor the least
 common ids: the central 80% of ids, BPE ids being ordered roughly by frequency), repeated
-``repeats`` times, ``n_examples`` sequences, seeded. One forward pass of the whole batch gives
-every score: the attention probabilities on chosen keys come from the fused attention-statistics
-path (``StatsRequest(targets=...)``), never from a stored ``[T, T]`` pattern.
+``repeats`` times, ``n_examples`` sequences, seeded. One forward pass (per chunk of
+``batch_size`` sequences) gives every score: the attention probabilities on chosen keys come from
+the fused attention-statistics path (``StatsRequest(targets=...)``), never from a stored
+``[T, T]`` pattern, and the target keys are built as ``[B, T, S]`` index tensors (``S`` = the
+most earlier copies of a token, ``repeats - 1`` here), so memory stays linear in ``T``.
 
 Scores, one ``[n_layers, n_heads]`` map each (query ``i``, key ``j``, tokens ``x``):
 
@@ -15,26 +17,31 @@ Scores, one ``[n_layers, n_heads]`` map each (query ``i``, key ``j``, tokens ``x
 - ``duplicate_token``: mass on earlier keys holding the same token (``x[j] == x[i]``, ``j < i``).
 - ``previous_token``: mass on key ``i - 1`` (every query but BOS). The reference measures it on
   natural text; here it is measured on the same random-token batch.
-- ``stripe``: the ARENA induction score, mean attention on key ``i - (seq_len - 1)`` over queries in
-  the second and later copies (the stripe of the ``[BOS] r r`` pattern); threshold 0.3-0.4.
+- ``stripe``: the ARENA induction score, mean attention on key ``i - (seq_len - 1)`` (the stripe
+  of the ``[BOS] r r`` pattern; threshold 0.3-0.4), computed on this same default batch (4
+  copies of ``r``, not ARENA's 2) over the queries in the second and later copies. ARENA averages
+  the whole diagonal, which also takes in the first copy's last two rows, where the stripe means
+  nothing; for a perfect induction head the two differ by about ``2 / (seq_len + 2)``.
 - ``copying``: see :mod:`interp.heads.copying`; measured on the first ``copy_tokens`` (25)
   positions of the first copy of ``r`` (Olsson et al.'s sample of 25 random tokens).
 
 An induction head is ``prefix_matching >= 0.4`` and ``copying >= -0.5`` (both thresholds stay in
-the result and never change the raw scores). Why -0.5: with ``n = 25`` sample tokens a head that
-raises logits at random scores about ``4 / (n + 1) - 1 = -0.85`` (the median SmolLM2 head: -0.84);
--0.5 means the attended token receives at least 1/7 of all the raise, 3.5x its chance share. On
-SmolLM2-135M the best copiers (L23H2, L23H0, L24H5) reach -0.04 to -0.11: in a deep model, real
-copying heads also raise tokens related to the attended one, so the ideal +1 is far away. Extra: ``loss_by_repeat`` ``[repeats]`` is the mean
-next-token loss on each copy of ``r`` (the first copy cannot be predicted; later ones can, via
-induction).
+the result and never change the raw scores). Why -0.5: copying is ``2 q - 1`` with ``q`` the
+attended token's share of the raise; a head that raises logits at random gets ``q = 1/n``, about
+``2/25 - 1 = -0.92`` (the median SmolLM2-135M head measures -0.91), and -0.5 means ``q >= 1/4``,
+6x the chance share. On SmolLM2-135M exactly three heads pass it, the best copiers L23H2 (-0.34),
+L23H0 (-0.36) and L24H5 (-0.40), with the runner-up L23H1 at -0.52: in a deep model real copying
+heads also raise tokens related to the attended one, so the ideal +1 is far away. Extra:
+``loss_by_repeat`` ``[repeats]`` is the mean next-token loss on each copy of ``r`` (the first
+copy cannot be predicted; later ones can, via induction).
 """
 
 from __future__ import annotations
 
 import torch
+from tqdm import tqdm
 
-from interp.heads.copying import copying_scores
+from interp.heads.copying import copying_ratio_sums
 from interp.heads.scores import HeadScores
 from interp.models import StatsRequest
 
@@ -84,13 +91,27 @@ def repeated_random_tokens(
     return torch.cat([bos, r.repeat(1, repeats)], dim=1)
 
 
-def _matching_keys(match: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boolean ``[B, Tq, Tk]`` -> key indices ``[B, Tq, S]`` (-1 padded) and ``[B, Tq]`` counts."""
-    tk = match.shape[-1]
-    count = match.sum(-1)
-    width = max(1, int(count.max()))
-    index = torch.where(match, torch.arange(tk), -1)
-    return index.sort(dim=-1, descending=True).values[..., :width], count
+def earlier_occurrences(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each query ``i``, the earlier positions ``p < i`` holding the same token.
+
+    Returns keys ``[B, T, S]`` (latest first, -1 padded; ``S`` = the largest count, at least 1)
+    and counts ``[B, T]``. Built by a stable sort of each row (equal tokens become contiguous, in
+    position order), so memory is ``O(B T S)``: for ``[BOS] + r`` repeated ``n`` times, ``S = n - 1``.
+    """
+    b, t = tokens.shape
+    order = torch.sort(tokens, dim=1, stable=True).indices  # positions grouped by token
+    grouped = tokens.gather(1, order)
+    k = torch.arange(t).expand(b, t)
+    starts = torch.ones(b, t, dtype=torch.bool)
+    starts[:, 1:] = grouped[:, 1:] != grouped[:, :-1]
+    rank = k - torch.where(starts, k, 0).cummax(dim=1).values  # earlier copies of the same token
+    width = max(1, int(rank.max()))
+    offsets = torch.arange(width)
+    source = (k[..., None] - 1 - offsets).clamp_min(0)  # [B, T, S] in sorted order
+    keys = order.gather(1, source.reshape(b, -1)).view(b, t, width)
+    keys = torch.where(offsets < rank[..., None], keys, -1)
+    out_keys = torch.empty_like(keys).scatter_(1, order[..., None].expand(b, t, width), keys)
+    return out_keys, torch.empty_like(rank).scatter_(1, order, rank)
 
 
 def induction_targets(
@@ -98,20 +119,18 @@ def induction_targets(
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Per metric: target keys ``[B, T, S]`` (-1 = none) and a ``[B, T]`` mask of counted queries.
 
-    Built from the tokens alone (token-level comparisons, no attention):
-    prefix ``x[j-1] == x[i], 1 <= j <= i``; duplicate ``x[j] == x[i], j < i``; previous ``i - 1``;
-    stripe ``i - (seq_len - 1)`` for queries past the first copy.
+    Built from the tokens alone (token-level comparisons, no attention), in memory linear in
+    ``T``: duplicate ``x[j] == x[i], j < i``; prefix ``x[j-1] == x[i], 1 <= j <= i`` (the
+    duplicate keys shifted right by one); previous ``i - 1``; stripe ``i - (seq_len - 1)`` for
+    queries past the first copy.
     """
     b, t = tokens.shape
-    i = torch.arange(t)[:, None]
-    j = torch.arange(t)[None, :]
-    previous = torch.cat([torch.full((b, 1), -1), tokens[:, :-1]], dim=1)  # x[j-1]; -1 at j = 0
-    prefix = (previous[:, None, :] == tokens[:, :, None]) & (j <= i) & (j >= 1)
-    duplicate = (tokens[:, None, :] == tokens[:, :, None]) & (j < i)
-    out = {}
-    for name, match in (("prefix_matching", prefix), ("duplicate_token", duplicate)):
-        keys, count = _matching_keys(match)
-        out[name] = (keys, count > 0)
+    duplicate, count = earlier_occurrences(tokens)
+    prefix = torch.where(duplicate >= 0, duplicate + 1, -1)
+    out = {
+        "prefix_matching": (prefix, count > 0),
+        "duplicate_token": (duplicate, count > 0),
+    }
     position = torch.arange(t).expand(b, t)
     prev_key = position - 1
     out["previous_token"] = (prev_key[..., None], prev_key >= 0)
@@ -119,6 +138,35 @@ def induction_targets(
     stripe_ok = position >= seq_len + 1
     out["stripe"] = (torch.where(stripe_ok, stripe_key, -1)[..., None], stripe_ok)
     return out
+
+
+def _chunk_sums(model, tokens: torch.Tensor, seq_len: int, n_copy: int) -> dict[str, torch.Tensor]:
+    """One forward pass of a chunk: per metric the summed mass ``[L, H]`` and counted queries,
+    the summed copying ratios and the summed next-token loss per position."""
+    targets = induction_targets(tokens, seq_len)
+    names = list(targets)
+    widths = [targets[n][0].shape[-1] for n in names]
+    request = StatsRequest(
+        targets=torch.cat([targets[n][0] for n in names], dim=-1).to(model.device)
+    )
+    logits, cache = model.run(
+        tokens, capture="blocks.*.attn.hook_v", attention_stats=request, prepend_bos=False
+    )
+    probs = cache.stats("target_prob").double().cpu()  # [L, B, H, T, S]
+    sums = {}
+    for name, part in zip(names, probs.split(widths, dim=-1), strict=True):
+        mask = targets[name][1].double()  # [B, T] counted queries
+        sums[name] = (part.sum(-1) * mask[None, :, None]).sum((1, 3))  # [L, H]
+        sums[f"{name}/count"] = mask.sum()
+    values = cache.stack("attn.hook_v")[:, :, 1 : n_copy + 1]  # first copy: [L, B, n, Hkv, dh]
+    sums["copying"] = copying_ratio_sums(model, values, tokens[:, 1 : n_copy + 1])
+    loss = torch.nn.functional.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(),
+        tokens[:, 1:].flatten().to(logits.device),
+        reduction="none",
+    )
+    sums["loss"] = loss.view(tokens.shape[0], -1).cpu().double().sum(0)  # [T - 1]
+    return sums
 
 
 def induction_scores(
@@ -133,14 +181,19 @@ def induction_scores(
     copying_threshold: float = COPYING_THRESHOLD,
     copy_tokens: int = COPY_TOKENS,
     tokens: torch.Tensor | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
 ) -> HeadScores:
     """Prefix-matching, copying, previous-token, duplicate-token and stripe scores of every head.
 
     ``tokens`` overrides the random batch (``[B, 1 + seq_len * repeats]`` of BOS + repeats of
-    ``r``; ``r`` must not repeat a token within one copy). Returns a :class:`HeadScores` with
-    primary ``prefix_matching`` and the rule ``prefix_matching >= prefix_threshold AND copying >=
+    ``r``; ``r`` must not repeat a token within one copy). ``batch_size`` runs the examples in
+    chunks of that many sequences (default: all at once; the scores are the same), with a
+    progress bar over chunks when ``progress``. Returns a :class:`HeadScores` with primary
+    ``prefix_matching`` and the rule ``prefix_matching >= prefix_threshold AND copying >=
     copying_threshold``.
     """
+    user_tokens = tokens is not None
     if tokens is None:
         tokens = repeated_random_tokens(
             model,
@@ -150,35 +203,23 @@ def induction_scores(
             seed=seed,
             vocab_range=vocab_range,
         )
-    elif tokens.dim() != 2 or tokens.shape[1] != 1 + seq_len * repeats:
+    elif tokens.dim() != 2 or tokens.shape[1] != 1 + seq_len * repeats or len(tokens) < 1:
         raise ValueError(
             f"tokens must be [batch, 1 + seq_len * repeats] = [B, {1 + seq_len * repeats}], got {tuple(tokens.shape)}"
         )
-    targets = induction_targets(tokens, seq_len)
-    names = list(targets)
-    widths = [targets[n][0].shape[-1] for n in names]
-    request = StatsRequest(
-        targets=torch.cat([targets[n][0] for n in names], dim=-1).to(model.device)
-    )
-    logits, cache = model.run(
-        tokens, capture="blocks.*.attn.hook_v", attention_stats=request, prepend_bos=False
-    )
-    probs = cache.stats("target_prob").double().cpu()  # [L, B, H, T, S]
-    scores = {}
-    for name, part in zip(names, probs.split(widths, dim=-1), strict=True):
-        mask = targets[name][1].double()  # [B, T] counted queries
-        mass = part.sum(-1)  # [L, B, H, T]
-        scores[name] = (mass * mask[None, :, None]).sum((1, 3)) / mask.sum()
+    total = int(tokens.shape[0])
+    size = total if batch_size is None else batch_size
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     n_copy = min(copy_tokens, seq_len)
-    values = cache.stack("attn.hook_v")[:, :, 1 : n_copy + 1]  # first copy: [L, B, n, Hkv, dh]
-    scores["copying"] = copying_scores(model, values, tokens[:, 1 : n_copy + 1])
-    loss = torch.nn.functional.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(),
-        tokens[:, 1:].flatten().to(logits.device),
-        reduction="none",
-    ).view(tokens.shape[0], -1)
-    loss_by_repeat = loss.cpu().double().mean(0).view(repeats, seq_len).mean(1)
+    sums: dict[str, torch.Tensor] = {}
+    for chunk in tqdm(tokens.split(size), desc="induction", unit="batch", disable=not progress):
+        for key, value in _chunk_sums(model, chunk, seq_len, n_copy).items():
+            sums[key] = sums[key] + value if key in sums else value
     order = ["prefix_matching", "copying", "previous_token", "duplicate_token", "stripe"]
+    scores = {k: sums[k] / sums[f"{k}/count"] for k in order if k != "copying"}
+    scores["copying"] = 4.0 * sums["copying"] / (total * n_copy) - 1.0
+    loss_by_repeat = (sums["loss"] / total).view(repeats, seq_len).mean(1)
     return HeadScores(
         scores={k: scores[k].float() for k in order},
         primary="prefix_matching",
@@ -187,12 +228,16 @@ def induction_scores(
         settings={
             "seq_len": seq_len,
             "repeats": repeats,
-            "n_examples": int(tokens.shape[0]),
+            "n_examples": total,
             "seed": seed,
             "vocab_range": list(vocab_range),
-            "inputs": "BOS + r repeated; r = distinct random mid-vocabulary tokens",
+            "inputs": "user tokens"
+            if user_tokens
+            else "BOS + r repeated; r = distinct random mid-vocabulary tokens",
             "copy_tokens": n_copy,
-            "copying": "Olsson OV copying on the first copy_tokens of r, 4 * mean ratio - 1",
+            "copying": "Olsson OV copying on the first copy_tokens of r: 4 * mean(u_a / sum|d|) - 1",
+            "stripe": "mean attention on key i - (seq_len - 1) over queries past the first copy, "
+            "on this same batch",
         },
         model=model.name,
         title="induction heads",

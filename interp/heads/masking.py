@@ -15,7 +15,8 @@ import plotly.graph_objects as go
 import torch
 
 from interp import __version__
-from interp.heads.retrieval import DEFAULT_DEPTHS, SUCCESS_RECALL, default_needles, run_needle_tests
+from interp.heads.defaults import DEFAULT_DEPTHS
+from interp.heads.retrieval import SUCCESS_RECALL, default_needles, run_needle_tests
 from interp.heads.scores import HeadScores
 from interp.results import Result
 
@@ -57,6 +58,47 @@ class MaskingResult(Result):
         return fig
 
 
+def masking_conditions(
+    scores: HeadScores, k: int, n_random: int, seed: int
+) -> tuple[list[str], list[list[tuple[int, int]]]]:
+    """Condition names and masked heads: none, the top-``k`` retrieval heads, and ``n_random``
+    seeded draws of ``k`` heads from the non-retrieval pool.
+
+    The pool is every head with a measured score ``<= threshold`` *and* not among the top ``k``
+    (when fewer than ``k`` heads pass the threshold, the top ``k`` holds some non-retrieval heads;
+    they must not be drawn as "random" ones too).
+    """
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if not isinstance(n_random, int) or n_random < 0:
+        raise ValueError(f"n_random must be a non-negative integer, got {n_random!r}")
+    values = scores["retrieval"].reshape(-1)
+    if bool(torch.isnan(values).all()):
+        raise ValueError(
+            "every retrieval score is NaN: no needle test was retrieved, so there are no retrieval "
+            "heads to mask; run a grid the model can answer (longer max_new_tokens, shorter "
+            "lengths, synthetic=True for small models) before the masking experiment"
+        )
+    top = [(layer, head) for layer, head, _ in scores.top(k, "retrieval")]
+    cut = scores.thresholds.get("retrieval", 0.1)
+    eligible = ~(values > cut) & ~torch.isnan(values)
+    eligible[[layer * scores.n_heads + head for layer, head in top]] = False
+    pool = torch.nonzero(eligible).flatten()
+    if len(pool) < k:
+        raise ValueError(
+            f"only {len(pool)} non-retrieval heads outside the top {k}; choose k <= {len(pool)}"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    randoms = [
+        pool[torch.randperm(len(pool), generator=generator)[:k]].tolist() for _ in range(n_random)
+    ]
+    names = ["none", f"top {k} retrieval"] + [
+        f"random {k} non-retrieval #{i + 1}" for i in range(n_random)
+    ]
+    masked = [[], top] + [[(i // scores.n_heads, i % scores.n_heads) for i in r] for r in randoms]
+    return names, masked
+
+
 def masking_experiment(
     model,
     scores: HeadScores,
@@ -69,26 +111,20 @@ def masking_experiment(
     n_needles: int = 3,
     synthetic: bool = False,
     max_new_tokens: int = 30,
+    progress: bool = True,
 ) -> MaskingResult:
     """Needle accuracy with nothing masked, the top-``k`` retrieval heads masked, and ``n_random``
-    sets of ``k`` random heads drawn (seeded) from heads with retrieval score <= threshold."""
-    top = [(layer, head) for layer, head, _ in scores.top(k, "retrieval")]
-    values = scores["retrieval"].reshape(-1)
-    cut = scores.thresholds.get("retrieval", 0.1)
-    pool = torch.nonzero(~(values > cut)).flatten()  # NaN counts as non-retrieval
-    if len(pool) < k:
-        raise ValueError(f"only {len(pool)} non-retrieval heads; k={k} is too many")
-    generator = torch.Generator().manual_seed(seed)
-    randoms = [
-        pool[torch.randperm(len(pool), generator=generator)[:k]].tolist() for _ in range(n_random)
-    ]
-    conditions = ["none", f"top {k} retrieval"] + [
-        f"random {k} non-retrieval #{i + 1}" for i in range(n_random)
-    ]
-    masked = [[], top] + [[(i // model.n_heads, i % model.n_heads) for i in r] for r in randoms]
+    sets of ``k`` random non-retrieval heads masked (see :func:`masking_conditions`); a progress
+    bar per condition when ``progress``."""
+    if (scores.n_layers, scores.n_heads) != (model.n_layers, model.n_heads):
+        raise ValueError(
+            f"scores are [{scores.n_layers}, {scores.n_heads}] but {model.name} has "
+            f"{model.n_layers} layers x {model.n_heads} heads"
+        )
+    conditions, masked = masking_conditions(scores, k, n_random, seed)
     needles = default_needles(model, synthetic, n_needles, seed)
     recalls = []
-    for heads in masked:
+    for name, heads in zip(conditions, masked, strict=True):
         with model.ablate_heads(heads, method="uniform"):
             recall, _, _ = run_needle_tests(
                 model,
@@ -97,6 +133,8 @@ def masking_experiment(
                 list(depths),
                 record_heads=False,
                 max_new_tokens=max_new_tokens,
+                progress=progress,
+                desc=f"masking: {name}",
             )
         recalls.append(recall)
     return MaskingResult(
@@ -111,6 +149,8 @@ def masking_experiment(
             "depths": list(depths),
             "n_needles": n_needles,
             "synthetic": synthetic,
+            "max_new_tokens": max_new_tokens,
+            "pool": "heads with retrieval score <= threshold, outside the top k",
             "interp_version": __version__,
         },
         model=model.name,

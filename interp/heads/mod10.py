@@ -1,9 +1,11 @@
 """Mod-10 features of numeric tokens and the vector-arithmetic test (Gould et al. 2023, §4).
 
-Gould et al. find directions ``f_k`` in the effective embeddings (MLP0 outputs) of numeric tokens
-that encode the value modulo 10, and show that ``e('twelve') − f_2 + f_4`` decodes, through a
-successor head's OV circuit, to ``'fourteen'`` in most cases for numbers, about half the time for
-months, and not for days or letters. Here:
+Gould et al. (arXiv 2312.09230) find directions ``f_k`` in the effective embeddings (MLP0
+outputs) of numeric tokens that encode the value modulo 10, and use them to *edit a successor
+head's behaviour*: ``e('twelve') − f_2 + f_4`` reads as 'fourteen' to the successor head, whose
+OV circuit then outputs the successor of the edited token. REFERENCE.md summarises the result as
+"decodes to 'fourteen' in most cases for 20–29, about half for months, fails for days and
+letters". Here:
 
 - Probe: a logistic regression (scikit-learn, standardized features) predicts ``value mod 10``
   from the effective embeddings of the numeric tasks' tokens (numbers, number words, ordinals,
@@ -17,17 +19,30 @@ months, and not for days or letters. Here:
   (class means, not the probe's weight vectors: a difference ``f_b − f_a`` of class means moves
   an embedding by the mean offset between the classes, which is what the arithmetic needs).
 - Arithmetic: for every token t of every task with value v (a = v mod 10) and every b ≠ a whose
-  target value v − a + b is an item of the same task, decode ``e(t) − f_a + f_b`` through the
-  head's OV circuit (:func:`interp.heads.successor.ov_logits`) and take the argmax over the
-  task's tokens; success when it is the target. The baseline feeds ``e(t)`` unchanged (how often
-  the head already outputs the target), chance is 1 / (number of task tokens).
+  target value v − a + b is an item t' of the same task, the edited embedding ``e(t) − f_a +
+  f_b`` is decoded through the head's OV circuit and the unembedding
+  (:func:`interp.heads.successor.ov_logits`: attention-input norm, ``W_V``, ``W_O``, the final
+  norm's linear part, ``W_U``), with the argmax taken over the task's tokens. What counts as
+  success depends on what the head does to the token it reads (``expect=``):
+
+  - ``"successor"`` (default; the paper's setting, a successor head): the argmax is
+    ``succ(t')``, the head's output for the shifted token (``'fifteen'`` for the example above:
+    the edit makes the head read 'fourteen'). Cases whose t' has no successor in the task (the
+    last item of a linear task) are skipped.
+  - ``"shifted"``: the argmax is t' itself, for a head (or decoder) that maps a token to itself.
+
+  ``baseline`` is the same decoding of the unedited ``e(t)`` on the same cases, scored against
+  the expected output for t (``succ(t)`` or ``t``): how well the head handles the token before
+  the edit. Chance is 1 / (number of task tokens). The paper's own decoding details (the exact
+  readout of its vector-arithmetic figure) could not be checked offline; this follows its stated
+  aim, editing the successor head's output.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import plotly.graph_objects as go
 import torch
@@ -36,6 +51,8 @@ from interp import __version__
 from interp.heads.ordinal_tasks import OrdinalTask, ResolvedTask, resolve_tasks
 from interp.heads.successor import EMBEDDINGS, Embedding, effective_embedding, ov_logits
 from interp.results import Result
+
+EXPECT = ("successor", "shifted")
 
 
 @dataclasses.dataclass
@@ -63,6 +80,12 @@ class Mod10Features(Result):
             f"accuracy {self.probe_accuracy:.3f} on held-out values, {self.probe_accuracy_tokens:.3f} on "
             f"held-out tokens (chance {self.probe_chance:.3f})",
             "",
+            "arithmetic e(t) - f_a + f_b through the head: success = the argmax over the task is "
+            + (
+                "succ(t'), t' the shifted token; baseline = e(t) gives succ(t)"
+                if self.settings.get("expect", "successor") == "successor"
+                else "t' itself; baseline = e(t) gives t"
+            ),
             f"{'task':<28}{'cases':>7}{'success':>10}{'baseline':>10}{'chance':>9}",
         ]
         for task, count in self.cases.items():
@@ -127,20 +150,25 @@ def _probe(
 
 
 def _shift_cases(
-    task: ResolvedTask, means: dict[int, torch.Tensor]
-) -> tuple[list[int], list[int], torch.Tensor | None]:
-    """Every (item, digit b) whose target value v - a + b is in the task: source and target
-    item indices, and the shifts ``f_b - f_a`` stacked ``[cases, d]`` (None when no case)."""
+    task: ResolvedTask, means: dict[int, torch.Tensor], expect: str
+) -> tuple[list[int], list[int], list[int], torch.Tensor | None]:
+    """Every (item, digit b) whose target value v - a + b is an item of the task (and, with
+    ``expect="successor"``, has a successor there; so must the item itself): the source indices,
+    the expected outputs for the edited and for the unedited input, and the shifts
+    ``f_b - f_a`` stacked ``[cases, d]`` (None when there is no case)."""
     where = {v: i for i, v in enumerate(task.values)}
-    source, target, shifts = [], [], []
+    output = dict(task.pairs) if expect == "successor" else {i: i for i in range(len(task.values))}
+    source, edited, plain, shifts = [], [], [], []
     for i, v in enumerate(task.values):
         a = v % 10
         for b in means:
-            if a in means and b != a and v - a + b in where:
+            target = where.get(v - a + b)
+            if a in means and b != a and target in output and i in output:
                 source.append(i)
-                target.append(where[v - a + b])
+                edited.append(output[target])
+                plain.append(output[i])
                 shifts.append(means[b] - means[a])
-    return source, target, torch.stack(shifts) if shifts else None
+    return source, edited, plain, torch.stack(shifts) if shifts else None
 
 
 def mod10_features(
@@ -151,12 +179,16 @@ def mod10_features(
     tasks: Sequence[OrdinalTask] | None = None,
     folds: int = 5,
     seed: int = 0,
+    expect: Literal["successor", "shifted"] = "successor",
 ) -> Mod10Features:
     """Probe the mod-10 features and run the vector-arithmetic test through ``head``.
 
     ``tasks`` as in :func:`interp.heads.successor_scores`; the numeric ones (``numeric=True``)
-    train the probe and define ``f_k``; every task gets an arithmetic success rate.
+    train the probe and define ``f_k``; every task gets an arithmetic success rate. ``expect``
+    says what a successful edit makes the head output (see the module docstring).
     """
+    if expect not in EXPECT:
+        raise ValueError(f"expect must be one of {EXPECT}, got {expect!r}")
     if embedding not in EMBEDDINGS:
         raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}")
     if not (
@@ -183,17 +215,18 @@ def mod10_features(
 
     success, baseline, cases = {}, {}, {}
     for task in kept:
-        source, target, shift = _shift_cases(task, means)
+        source, edited, unedited, shift = _shift_cases(task, means, expect)
         cases[task.name] = len(source)
         if not source:
             continue
         task_ids = torch.tensor(task.token_ids)
         embeds = effective_embedding(model, task_ids, embedding)
-        plain = ov_logits(model, embeds, task_ids, layers=[layer])[0, index]
+        plain = ov_logits(model, embeds[source], task_ids, layers=[layer])[0, index]
         shifted = ov_logits(model, embeds[source] + shift, task_ids, layers=[layer])[0, index]
-        target_t = torch.tensor(target, device=plain.device)
-        success[task.name] = float((shifted.argmax(-1) == target_t).double().mean())
-        baseline[task.name] = float((plain[source].argmax(-1) == target_t).double().mean())
+        want_edited = torch.tensor(edited, device=plain.device)
+        want_plain = torch.tensor(unedited, device=plain.device)
+        success[task.name] = float((shifted.argmax(-1) == want_edited).double().mean())
+        baseline[task.name] = float((plain.argmax(-1) == want_plain).double().mean())
     return Mod10Features(
         head=[layer, index],
         model=model.name,
@@ -213,6 +246,9 @@ def mod10_features(
             "numeric_tasks": [t.name for t in kept if t.task.numeric],
             "dropped_tasks": dropped,
             "f_k": "class means of numeric tokens' effective embeddings",
+            "expect": expect,
+            "decoded_through": "the head's OV circuit, final-norm linear part and W_U; argmax "
+            "over the task's tokens",
             "interp_version": __version__,
         },
     )

@@ -51,10 +51,13 @@ def load_needles(path: str | None = None) -> list[Needle]:
 
 
 def synthetic_needle(tokenizer, *, n_words: int = 6, seed: int = 0) -> Needle:
-    """A random-word code needle ("The special magic code is: w1 w2 ... .") with a repeat prompt.
+    """A random-word code needle ("The special magic code is: w1 w2 ... (remember it).") with a
+    repeat prompt.
 
     Words are vocabulary entries that decode to a plain alphabetic or alphanumeric word of 3+
-    characters, drawn from the middle 80% of ids (seeded), so the code is unpredictable.
+    characters, drawn from the middle 80% of ids (seeded), so the code is unpredictable. The code
+    is followed by a space, never by punctuation, so its last word stays the same token under
+    tokenizers that split on whitespace only.
     """
     vocab = len(tokenizer)
     lo, hi = int(0.1 * vocab), int(0.9 * vocab)
@@ -73,7 +76,7 @@ def synthetic_needle(tokenizer, *, n_words: int = 6, seed: int = 0) -> Needle:
         )
     code = " ".join(words)
     return Needle(
-        needle=f"The special magic code is: {code}.",
+        needle=f"The special magic code is: {code} (remember it).",
         question="What is the special magic code? Repeat it exactly.",
         answer=code,
     )

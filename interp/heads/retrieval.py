@@ -9,21 +9,28 @@ exceed 1). A test counts only when the answer was retrieved: ROUGE-1 recall of t
 response ``> 0.5``. A head's retrieval score is its mean over counted tests; a retrieval head has
 ``score > 0.1``. Everything per step is one gather over ``[L, B, H]``: no loop over heads.
 
-Defaults fit a 135M model on 2 CPU cores: prompt lengths up to 1-2k tokens, 5 depths, 3 needles.
-``synthetic=True`` swaps the written needles for random-word codes and a "repeat it" question, for
-models too small to answer questions.
+Grid. The reference sweeps 20 lengths up to 50k tokens x 10 depths x 3 needles; the defaults
+here fit a 135M model on a few CPU cores: prompt lengths doubling from 256 up to ``max_length``
+(default ``min(2048, the longest prompt the context leaves room to decode)``; 256, 512, 1024,
+2048 for SmolLM2), 5 depths, 3 needles. Every setting (lengths, depths, needles, decoding) is
+recorded in ``settings``, so a saved result says what produced it. ``synthetic=True`` swaps the
+written needles for random-word codes and a "repeat it" question, for models too small to answer
+questions.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import plotly.graph_objects as go
 import torch
+from tqdm import tqdm
 
 from interp import __version__
 from interp.heads.decoding import greedy_decode, responses
+from interp.heads.defaults import DEFAULT_DEPTHS, MAX_LENGTH, MAX_NEW_TOKENS, MIN_LENGTH, N_NEEDLES
 from interp.heads.haystack import build_prompts
 from interp.heads.needles import Needle, load_needles, rouge1_recall, synthetic_needle
 from interp.heads.scores import HeadScores
@@ -32,8 +39,32 @@ from interp.viz import heatmap
 
 RETRIEVAL_THRESHOLD = 0.1
 SUCCESS_RECALL = 0.5
-DEFAULT_LENGTHS = (256, 512, 1024)
-DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def default_lengths(
+    model, max_length: int | None = None, *, max_new_tokens: int = MAX_NEW_TOKENS
+) -> tuple[int, list[int]]:
+    """``(max_length, lengths)``: the prompt-length grid when none is given.
+
+    ``max_length`` defaults to ``min(2048, n_ctx - max_new_tokens + 1)`` (the longest prompt
+    the context can still decode from); the grid doubles from 256 while below it and ends at it.
+    """
+    room = model.n_ctx - max_new_tokens + 1
+    if max_length is None:
+        max_length = min(MAX_LENGTH, room)
+    if not isinstance(max_length, int) or max_length < 2:
+        raise ValueError(f"max_length must be an integer >= 2, got {max_length!r}")
+    if max_length > room:
+        raise ValueError(
+            f"max_length {max_length} leaves no room to decode {max_new_tokens} tokens within "
+            f"{model.name}'s context of {model.n_ctx}; use max_length <= {room}"
+        )
+    lengths = []
+    length = MIN_LENGTH
+    while length < max_length:
+        lengths.append(length)
+        length *= 2
+    return max_length, [*lengths, max_length]
 
 
 def copy_paste_scores(
@@ -65,7 +96,8 @@ class RetrievalGrid(Result):
     """Every needle test: recall, success and per-head copy-paste scores, by needle x length x depth.
 
     ``recall``/``success`` ``[N, n_lengths, n_depths]``; ``head_scores`` ``[N, n_lengths,
-    n_depths, L, H]``; ``responses`` the decoded answers (same nesting).
+    n_depths, L, H]``; ``responses`` the decoded answers (same nesting); ``settings`` everything
+    that produced the grid (lengths, depths, needles, decoding), passed on to :meth:`scores`.
     """
 
     recall: torch.Tensor
@@ -99,6 +131,36 @@ class RetrievalGrid(Result):
             model=self.model,
             title="retrieval heads",
         )
+
+    def test_rows(self, k: int = 3) -> list[list[object]]:
+        """One row per test: needle, length, depth, recall, retrieved, response, top-``k`` heads.
+
+        The heads are the test's ``k`` best copy-paste scores above 0 (``L{l}H{h} score``).
+        """
+        n_heads = self.head_scores.shape[-1]
+        rows = []
+        for n, question in enumerate(self.questions):
+            for i, length in enumerate(self.lengths):
+                for j, depth in enumerate(self.depths):
+                    flat = self.head_scores[n, i, j].reshape(-1)
+                    values, index = flat.topk(min(k, flat.numel()))
+                    heads = ", ".join(
+                        f"L{h // n_heads}H{h % n_heads} {float(v):.2f}"
+                        for v, h in zip(values.tolist(), index.tolist(), strict=True)
+                        if v > 0
+                    )
+                    rows.append(
+                        [
+                            f"{n + 1}: {question}",
+                            length,
+                            depth,
+                            float(self.recall[n, i, j]),
+                            "yes" if bool(self.success[n, i, j]) else "no",
+                            self.responses[n][i][j],
+                            heads or "-",
+                        ]
+                    )
+        return rows
 
     def success_rate(self) -> torch.Tensor:
         """``[n_lengths, n_depths]`` fraction of needles retrieved."""
@@ -152,59 +214,125 @@ def run_needle_tests(
     suppress_steps: int = 3,
     text: str | None = None,
     chat: bool | None = None,
+    progress: bool = True,
+    desc: str = "needle tests",
 ) -> tuple[torch.Tensor, torch.Tensor, list]:
     """Recall ``[N, nL, nD]``, head scores ``[N, nL, nD, L, H]`` (zeros unless ``record_heads``) and
-    responses; all depths of one (needle, length) run as one batch."""
+    responses; all depths of one (needle, length) run as one batch (a progress bar counts tests)."""
     recall = torch.zeros(len(needles), len(lengths), len(depths), dtype=torch.float64)
     heads = torch.zeros(
         len(needles), len(lengths), len(depths), model.n_layers, model.n_heads, dtype=torch.float64
     )
     texts: list = []
-    for n, needle in enumerate(needles):
-        grid = build_prompts(model, needle, lengths, depths, text=text, chat=chat)
-        texts.append([])
-        for i, row in enumerate(grid):
-            prompts = torch.stack([p.tokens for p in row])
-            trace = greedy_decode(
-                model,
-                prompts,
-                max_new_tokens=max_new_tokens,
-                suppress_steps=suppress_steps,
-                record_argmax=record_heads,
-            )
-            answers = responses(model, trace)
-            texts[-1].append(answers)
-            recall[n, i] = torch.tensor(
-                [rouge1_recall(needle.answer, a) for a in answers], dtype=torch.float64
-            )
-            if record_heads:
-                spans = torch.tensor([p.span for p in row], dtype=torch.long)
-                heads[n, i] = copy_paste_scores(
-                    trace.argmax, trace.generated, trace.active, prompts, spans
+    bar = tqdm(
+        total=len(needles) * len(lengths) * len(depths),
+        desc=desc,
+        unit="test",
+        disable=not progress,
+    )
+    with bar:
+        for n, needle in enumerate(needles):
+            grid = build_prompts(model, needle, lengths, depths, text=text, chat=chat)
+            texts.append([])
+            for i, row in enumerate(grid):
+                bar.set_postfix(needle=n + 1, length=lengths[i])
+                prompts = torch.stack([p.tokens for p in row])
+                trace = greedy_decode(
+                    model,
+                    prompts,
+                    max_new_tokens=max_new_tokens,
+                    suppress_steps=suppress_steps,
+                    record_argmax=record_heads,
                 )
+                answers = responses(model, trace)
+                texts[-1].append(answers)
+                recall[n, i] = torch.tensor(
+                    [rouge1_recall(needle.answer, a) for a in answers], dtype=torch.float64
+                )
+                if record_heads:
+                    spans = torch.tensor([p.span for p in row], dtype=torch.long)
+                    heads[n, i] = copy_paste_scores(
+                        trace.argmax, trace.generated, trace.active, prompts, spans
+                    )
+                bar.update(len(row))
     return recall, heads, texts
+
+
+def grid_settings(
+    model,
+    *,
+    needles: list[Needle] | None,
+    lengths: Sequence[int] | None,
+    depths: Sequence[float],
+    max_length: int | None,
+    n_needles: int,
+    synthetic: bool,
+    seed: int,
+    max_new_tokens: int,
+) -> tuple[list[Needle], dict[str, Any]]:
+    """Resolve the needles and the grid, and describe them: ``(needles, settings)``."""
+    if lengths is None:
+        max_length, lengths = default_lengths(model, max_length, max_new_tokens=max_new_tokens)
+    else:
+        lengths = [int(n) for n in lengths]
+        max_length = max(lengths) if lengths else None
+    depths = [float(d) for d in depths]
+    if not lengths or not depths:
+        raise ValueError("lengths and depths must be non-empty")
+    if needles is None and (not isinstance(n_needles, int) or n_needles < 1):
+        raise ValueError(f"n_needles must be a positive integer, got {n_needles!r}")
+    source = "user" if needles is not None else "synthetic" if synthetic else "shipped"
+    needles = (
+        list(needles) if needles is not None else default_needles(model, synthetic, n_needles, seed)
+    )
+    settings = {
+        "lengths": lengths,
+        "depths": depths,
+        "max_length": max_length,
+        "n_needles": len(needles),
+        "needle_source": source,
+        "needles": [dataclasses.asdict(n) for n in needles],
+        "synthetic": synthetic,
+        "seed": seed,
+        "max_new_tokens": max_new_tokens,
+    }
+    return needles, settings
 
 
 def retrieval_grid(
     model,
     *,
     needles: list[Needle] | None = None,
-    lengths: tuple[int, ...] | list[int] = DEFAULT_LENGTHS,
-    depths: tuple[float, ...] | list[float] = DEFAULT_DEPTHS,
-    n_needles: int = 3,
+    lengths: Sequence[int] | None = None,
+    depths: Sequence[float] = DEFAULT_DEPTHS,
+    max_length: int | None = None,
+    n_needles: int = N_NEEDLES,
     synthetic: bool = False,
     seed: int = 0,
-    max_new_tokens: int = 50,
+    max_new_tokens: int = MAX_NEW_TOKENS,
     suppress_steps: int = 3,
     text: str | None = None,
     chat: bool | None = None,
+    progress: bool = True,
 ) -> RetrievalGrid:
-    """Run the needle grid and record every head's copy-paste score per test."""
-    lengths = [int(n) for n in lengths]
-    depths = [float(d) for d in depths]
-    if not lengths or not depths:
-        raise ValueError("lengths and depths must be non-empty")
-    needles = needles if needles is not None else default_needles(model, synthetic, n_needles, seed)
+    """Run the needle grid and record every head's copy-paste score per test.
+
+    ``lengths`` (prompt tokens) default to :func:`default_lengths` up to ``max_length``;
+    ``needles`` default to the first ``n_needles`` shipped ones (or seeded synthetic codes with
+    ``synthetic=True``). ``progress`` shows a bar over the tests.
+    """
+    needles, settings = grid_settings(
+        model,
+        needles=needles,
+        lengths=lengths,
+        depths=depths,
+        max_length=max_length,
+        n_needles=n_needles,
+        synthetic=synthetic,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+    )
+    lengths, depths = settings["lengths"], settings["depths"]
     recall, heads, texts = run_needle_tests(
         model,
         needles,
@@ -214,7 +342,9 @@ def retrieval_grid(
         suppress_steps=suppress_steps,
         text=text,
         chat=chat,
+        progress=progress,
     )
+    use_chat = getattr(model.tokenizer, "chat_template", None) is not None if chat is None else chat
     return RetrievalGrid(
         recall=recall.float(),
         success=recall > SUCCESS_RECALL,
@@ -225,10 +355,9 @@ def retrieval_grid(
         answers=[n.answer for n in needles],
         responses=texts,
         settings={
-            "max_new_tokens": max_new_tokens,
+            **settings,
             "suppress_steps": suppress_steps,
-            "synthetic": synthetic,
-            "seed": seed,
+            "chat_template": bool(use_chat),
             "success_recall": SUCCESS_RECALL,
             "haystack": "shipped corpus (Python Language Reference prose)"
             if text is None
@@ -247,11 +376,13 @@ def retrieval_scores(model, *, threshold: float = RETRIEVAL_THRESHOLD, **kwargs)
 def retrieval_report_sections(
     scores: HeadScores, grid: RetrievalGrid, report, masking=None
 ) -> None:
-    """Add the retrieval section to an :class:`interp.viz.Report`: grid heatmap, tables, head map."""
+    """Add the retrieval section to an :class:`interp.viz.Report`: grid heatmap, per-test table,
+    head tables and map, and the masking experiment when given."""
     report.heading("Retrieval heads")
     values = scores["retrieval"]
     found = scores.heads()
     total = scores.n_layers * scores.n_heads
+    settings = grid.settings
     report.text(
         f"Retrieval head: mean copy-paste score over retrieved tests > {scores.thresholds.get('retrieval', 0.1):g}. "
         f"{len(found)} of {total} heads ({100 * len(found) / total:.1f}%); "
@@ -259,8 +390,19 @@ def retrieval_report_sections(
         f"Median head score {float(values.nanmedian()):.3f}; heads never firing: "
         f"{int((scores['fire_rate'] == 0).sum())}."
     )
+    report.text(
+        f"Grid: {len(grid.questions)} {settings.get('needle_source', '')} needle(s) x prompt lengths "
+        f"{grid.lengths} x depths {grid.depths}; greedy decoding of up to "
+        f"{settings.get('max_new_tokens')} tokens; a test is retrieved when ROUGE-1 recall > "
+        f"{SUCCESS_RECALL}."
+    )
     report.preformatted(grid.table())
     report.figure(grid.figure())
+    report.heading("Every test", level=3)
+    report.table(
+        ["needle", "length", "depth", "recall", "retrieved", "response", "top heads (copy-paste)"],
+        grid.test_rows(),
+    )
     report.preformatted(scores.table(k=10))
     report.figure(scores.figure("retrieval"))
     if masking is not None:

@@ -9,7 +9,8 @@ Classification. ``thresholds`` maps a metric to its cut-off; a head passes a met
 score is ``>= threshold``, or ``> threshold`` when ``strict[metric]`` is true (retrieval heads,
 Wu et al. 2024, are defined by ``score > 0.1``). ``heads()`` with no arguments applies *all*
 thresholds together (logical AND): an induction result with ``thresholds={"prefix_matching":
-0.4, "copying": 0.5}`` therefore lists heads that both prefix-match and copy. Pass ``metric=`` or
+0.4, "copying": -0.5}`` (the induction defaults; copying runs from -1 to 1, chance about -0.92)
+therefore lists heads that both prefix-match and copy. Pass ``metric=`` or
 ``rule=`` to classify by other cut-offs. NaN scores (e.g. a head never measured) never pass and
 rank last.
 """
@@ -187,7 +188,7 @@ class HeadScores(Result):
         - ``heads()``: all of ``self.thresholds`` at once (AND).
         - ``heads(metric="copying")``: that metric against its own threshold.
         - ``heads(0.3)`` / ``heads(0.3, metric="copying")``: one metric against ``0.3``.
-        - ``heads(rule={"prefix_matching": 0.4, "copying": 0.5})``: a combined rule.
+        - ``heads(rule={"prefix_matching": 0.4, "copying": -0.5})``: a combined rule.
         """
         if rule is not None:
             if threshold is not None or metric is not None:

@@ -23,9 +23,12 @@ Conventions (the same for both backends):
   total attention probability on each range (masked keys contribute nothing).
 - A query row whose keys are all masked has ``lse = -inf``, ``argmax = -1``, ``max_prob = 0`` and
   zero ``target_prob`` / ``range_mass``.
-- ``argmax`` ties go to the smallest key index. Outputs are float32 (float64 for float64 inputs on
-  the torch backend); ``argmax`` is int64. NaN in ``q`` or ``k`` propagates to the outputs. The
-  statistics carry no gradient.
+- ``argmax`` ties go to the smallest key index. Outputs are float32 (float64 for float64 inputs,
+  which only the torch backend takes); ``argmax`` is int64. The statistics carry no gradient.
+- NaN or inf anywhere in ``q`` or ``k`` (masked positions included) raises ``FloatingPointError``,
+  the error ``HookedLM.run`` raises for non-finite activations: the backends would
+  otherwise disagree on what a NaN row means (a masked key in the kernel, a NaN in torch), and a
+  statistic silently computed from non-finite activations is not a measurement.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import torch
 
 BACKENDS = ("auto", "triton", "torch")
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)  # what the kernel accepts
 
 
 @dataclasses.dataclass
@@ -135,8 +139,16 @@ def validate(
     if causal and tq > tk:
         raise ValueError(
             f"causal attention needs Tq <= Tk (queries are the last Tq key positions), got "
-            f"Tq={tq}, Tk={tk}"
+            f"Tq={tq}, Tk={tk}; non-causal attention (causal=False) takes any Tq"
         )
+    for name, t in (("q", q), ("k", k)):
+        low, high = torch.aminmax(t)  # NaN propagates; one read, no [B, H, T, D] bool mask
+        if not bool(torch.isfinite(low) & torch.isfinite(high)):
+            raise FloatingPointError(
+                f"{name} holds non-finite values (NaN/inf) at {int((~torch.isfinite(t)).sum())} "
+                "entries; attention statistics need finite queries and keys (masked positions "
+                "included)"
+            )
     if scale is None:
         scale = 1.0 / math.sqrt(d)
     elif isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):
@@ -190,14 +202,25 @@ def _interpreter_on() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """Pick the implementation: Triton on CUDA when available, the chunked torch code otherwise."""
+def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> str:
+    """Pick the implementation for inputs on ``device`` of ``dtype``.
+
+    ``"auto"`` takes the Triton kernel only where it runs: CUDA tensors of a dtype it accepts
+    (float16, bfloat16, float32) with triton installed; everything else (CPU, float64, no triton)
+    goes to the chunked torch code. An explicit ``"triton"`` that cannot run raises instead.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "torch":
         return "torch"
     if backend == "auto":
-        return "triton" if device.type == "cuda" and triton_available() else "torch"
+        usable = device.type == "cuda" and dtype in TRITON_DTYPES and triton_available()
+        return "triton" if usable else "torch"
+    if dtype not in TRITON_DTYPES:
+        raise TypeError(
+            f"backend='triton' supports float16, bfloat16 and float32, got {dtype}; use "
+            "backend='torch' or 'auto' for float64"
+        )
     if not triton_available():
         raise ImportError("backend='triton' needs the triton package: pip install triton")
     if device.type != "cuda" and not _interpreter_on():
@@ -222,14 +245,17 @@ def attention_stats(
     """Per-query softmax attention statistics without materializing the attention matrix.
 
     Args:
-        q: queries [B, Hq, Tq, D] (float16, bfloat16, float32; float64 on the torch backend).
+        q: queries [B, Hq, Tq, D] (float16, bfloat16, float32; float64 on the torch backend),
+            finite (NaN/inf raise ``FloatingPointError``).
         k: keys [B, Hkv, Tk, D], same dtype and device; Hq must be a multiple of Hkv.
         scale: logit scale; None means 1/sqrt(D).
-        causal: mask keys after each query's absolute position Tk - Tq + i.
+        causal: mask keys after each query's absolute position Tk - Tq + i (needs Tq <= Tk;
+            without it any Tq is fine).
         key_padding_mask: [B, Tk] bool, True = real key, False = padding.
         targets: [B, Tq, S] integer key indices per query (-1 = none) for ``target_prob``.
         key_ranges: [B, R, 2] integer half-open ranges [start, end) for ``range_mass``.
-        backend: "auto" (Triton on CUDA, torch otherwise), "triton" or "torch".
+        backend: "auto" (Triton for float16/bfloat16/float32 CUDA tensors when triton is
+            installed, torch otherwise), "triton" or "torch".
 
     Returns:
         :class:`AttentionStats` with ``lse``, ``argmax``, ``max_prob`` [B, Hq, Tq] and, when asked,
@@ -247,7 +273,7 @@ def attention_stats(
         key_ranges=key_ranges,
     )
     with torch.no_grad():  # statistics, not a differentiable op; the torch path works in place
-        if resolve_backend(backend, q.device) == "triton":
+        if resolve_backend(backend, q.device, q.dtype) == "triton":
             from interp.kernels.triton_stats import triton_attention_stats
 
             return triton_attention_stats(problem)

@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from interp.kernels.api import AttentionStats, StatsProblem
+from interp.kernels.api import TRITON_DTYPES, AttentionStats, StatsProblem
 
 _LOG2E = 1.4426950408889634
 
@@ -141,7 +141,9 @@ def _attention_stats_kernel(
     BLOCK_D: tl.constexpr,
     BLOCK_R: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
+    # Query blocks in reverse launch order: under causal masking the last blocks read the most keys,
+    # so starting them first keeps the tail of the launch short (the flash-attention trick).
+    pid_m = tl.num_programs(0) - 1 - tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = (pid_bh // Hq).to(tl.int64)
     h = (pid_bh % Hq).to(tl.int64)
@@ -152,7 +154,8 @@ def _attention_stats_kernel(
     pos = offset + offs_m  # absolute position of each query
 
     q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qm
-    q = tl.load(q_ptrs + offs_d[None, :] * stride_qd, mask=row_ok[:, None] & (offs_d[None, :] < D))
+    q_mask = row_ok[:, None] & (offs_d[None, :] < D)
+    q = tl.load(q_ptrs + offs_d[None, :] * stride_qd, mask=q_mask, other=0.0)
     if DOT_FP32:
         q = q.to(tl.float32)
     k_base = K + b * stride_kb + (h // group) * stride_kh
@@ -246,10 +249,10 @@ def triton_attention_stats(
 ) -> AttentionStats:
     """Launch the kernel on a validated problem. ``config`` overrides :func:`launch_config`."""
     q, k = problem.q, problem.k
-    if q.dtype == torch.float64:
+    if q.dtype not in TRITON_DTYPES:
         raise TypeError(
-            "backend='triton' supports float16, bfloat16 and float32; use backend='torch' for "
-            "float64"
+            f"the Triton kernel takes float16, bfloat16 or float32, got {q.dtype}; use the torch "
+            "backend for float64"
         )
     interpreted = _interpreted()
     if q.device.type != "cuda" and not interpreted:

@@ -96,7 +96,13 @@ class NNsightLM(HookedLM):
                 probe.plan = plan
                 stack.callback(setattr, probe, "plan", None)
             if past_key_values is not None:
-                batch["past_key_values"] = past_key_values
+                # transformers 5 calls the KV cache `cache` (`past_key_values` is deprecated).
+                # nnsight knows only the old name when it adds a default mask, which would then
+                # cover the new tokens alone: pass the mask over cached + new tokens.
+                batch["cache"] = past_key_values
+                width = past + tokens.shape[1]
+                ones = torch.ones(tokens.shape[0], width, dtype=torch.long, device=self.device)
+                batch.setdefault("attention_mask", ones)
             saved, output = self._trace(batch, set(names), use_cache=use_cache)
         outputs = {**plan.outputs, **saved}
         for name in names:
@@ -111,7 +117,7 @@ class NNsightLM(HookedLM):
                 )
         cache = ActivationCache({name: outputs[name] for name in names})
         cache.attention_stats = plan.stats_out
-        cache.past_key_values = output.past_key_values if use_cache else None
+        cache.past_key_values = output.cache if use_cache else None
         _check_finite(output.logits, cache)
         return output.logits, cache
 

@@ -1,4 +1,4 @@
-"""TransformerLens adapter: a HookedLM view of a ``HookedTransformer`` or ``TransformerBridge``.
+"""TransformerLens adapter: a HookedLM view of a TransformerLens ``TransformerBridge``.
 
 Everything runs through TransformerLens' own hook points (``model.hooks(fwd_hooks=...)``), so a
 model a user already built, edited or hooked in TransformerLens is analysed as it is. Names map
@@ -7,9 +7,7 @@ one to one onto TransformerLens' except where the meaning differs:
 - ``attn.hook_q`` / ``attn.hook_k`` are post-rotary here, so rotary models read TransformerLens'
   ``attn.hook_rot_q`` / ``attn.hook_rot_k`` (its ``hook_q``/``hook_k`` are pre-rotary). Keys and
   values stay un-repeated for grouped-query attention: ``[batch, pos, kv_heads, d_head]``.
-- ``ln_final.hook_normalized`` is the final norm's output. A bridge exposes it as
-  ``ln_final.hook_out``; a ``HookedTransformer`` hooks the normalized value *before* the norm's
-  scale and bias, so those are applied here.
+- ``ln_final.hook_normalized`` is the final norm's output, the bridge's ``ln_final.hook_out``.
 - Attention statistics hook the post-rotary q/k and call :func:`interp.kernels.attention_stats`
   with the layer's own attention scale.
 
@@ -61,7 +59,7 @@ def _tl_architecture(cfg: object) -> Architecture:
 
 
 class TransformerLensLM(HookedLM):
-    """HookedLM interface over a TransformerLens ``HookedTransformer`` or ``TransformerBridge``.
+    """HookedLM interface over a TransformerLens ``TransformerBridge`` (TransformerLens >= 4).
 
     Build it with ``interp.load_model(tl_model)``. ``model`` is the TransformerLens object and
     ``config`` its ``cfg``; everything else behaves like the native backend.
@@ -75,7 +73,7 @@ class TransformerLensLM(HookedLM):
         cfg = getattr(model, "cfg", None)
         if cfg is None or not hasattr(model, "hooks"):
             raise TypeError(
-                f"expected a TransformerLens HookedTransformer or TransformerBridge, got {type(model).__name__}"
+                f"expected a TransformerLens TransformerBridge, got {type(model).__name__}"
             )
         tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
         if tokenizer is None:
@@ -96,13 +94,7 @@ class TransformerLensLM(HookedLM):
         self.n_ctx: int = cfg.n_ctx
         self.hook_names = all_hook_names(self.n_layers)
         self._layers = model.blocks
-        hook_points = model.hook_dict
         self._qk_source = self._find_qk_source()
-        self._final_hook = (
-            "ln_final.hook_out"
-            if "ln_final.hook_out" in hook_points
-            else "ln_final.hook_normalized"
-        )
         self._scales = [_attention_scale(block.attn, cfg, self.d_head) for block in model.blocks]
 
     @property
@@ -168,7 +160,7 @@ class TransformerLensLM(HookedLM):
         """
         layer, suffix = split_layer_name(name)
         if name == "ln_final.hook_normalized":
-            return self._final_hook
+            return "ln_final.hook_out"
         if suffix in ("attn.hook_q", "attn.hook_k") and self._qk_source == "rot":
             return f"blocks.{layer}.attn.hook_rot_{suffix[-1]}"
         return name
@@ -241,16 +233,17 @@ class TransformerLensLM(HookedLM):
         )
 
     def norm_weights(self) -> dict[str, torch.Tensor]:
-        """Norm scales: ``ln_attn``/``ln_mlp`` ``[layers, d_model]`` and ``ln_final`` ``[d_model]``."""
+        """Effective norm scales, as :meth:`HookedLM.norm_weights` (Gemma: ``1 + w``)."""
         attn = torch.stack([self._scale_of(block.ln1) for block in self._layers])
         mlp = torch.stack([self._scale_of(block.ln2) for block in self._layers])
         return {"ln_attn": attn, "ln_mlp": mlp, "ln_final": self._scale_of(self.model.ln_final)}
 
     def _scale_of(self, norm: nn.Module) -> torch.Tensor:
-        """A norm's scale; ones when TransformerLens folded it into the next weights."""
+        """A norm's effective scale (the bridge holds the Hugging Face weight, so Gemma's ``w``
+        gets its offset); ones when TransformerLens folded it into the next weights."""
         weight = getattr(norm, "w", None)
         return (
-            weight.detach()
+            weight.detach() + self.arch.norm_offset
             if weight is not None
             else torch.ones(self.d_model, dtype=self.dtype, device=self.device)
         )
@@ -316,12 +309,8 @@ class _Recorder:
             else:
                 hooks.append((lm.tl_hook_name(name), self._store(name)))
         if self.stats is not None:
-            layers = self.stats.layers if self.stats.layers is not None else range(lm.n_layers)
-            if any(not 0 <= layer < lm.n_layers for layer in layers):
-                raise ValueError(
-                    f"StatsRequest.layers must lie in 0..{lm.n_layers - 1}, got {list(layers)}"
-                )
-            self._stats_layers = set(layers)
+            layers = self.stats.layers  # validated by HookedLM._check_request
+            self._stats_layers = set(layers if layers is not None else range(lm.n_layers))
             qk_layers |= self._stats_layers
         if qk_layers and lm._qk_source == "unavailable":
             raise NotImplementedError(
@@ -334,17 +323,8 @@ class _Recorder:
         return hooks
 
     def _store(self, name: str) -> Callable:
-        final_weights = (
-            name == "ln_final.hook_normalized" and self.lm._final_hook == "ln_final.hook_normalized"
-        )
-
         def hook(tensor: torch.Tensor, hook: object) -> None:
-            value = tensor.detach()
-            if final_weights:  # HookedTransformer: apply the final norm's own scale and bias
-                norm = self.lm.model.ln_final
-                value = value * norm.w if getattr(norm, "w", None) is not None else value
-                value = value + norm.b if getattr(norm, "b", None) is not None else value
-            self.outputs[name] = value
+            self.outputs[name] = tensor.detach()
 
         return hook
 

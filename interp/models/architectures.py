@@ -19,7 +19,8 @@ class Architecture:
     ``qkv`` says how the query/key/value projections are stored:
     ``"separate"`` (q_proj/k_proj/v_proj ``nn.Linear``), ``"gpt2"`` (one ``Conv1D`` ``c_attn``,
     columns [q | k | v]) or ``"neox"`` (one ``nn.Linear`` whose rows are interleaved per head as
-    [head, (q, k, v), d_head]).
+    [head, (q, k, v), d_head]). ``norm_offset`` is added to a norm's stored weight to give the
+    scale it multiplies by: Gemma's RMSNorm computes ``x / rms(x) * (1 + w)``, so its offset is 1.
     """
 
     family: str
@@ -39,6 +40,7 @@ class Architecture:
     v_proj: str = ""
     fused_qkv: str = ""
     rotary: bool = True
+    norm_offset: float = 0.0
 
     def parallel_residual(self, config: object) -> bool:
         """True when attention and MLP both read the block input (GPT-NeoX / Pythia)."""
@@ -66,7 +68,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "llama": Architecture(family="llama", **_LLAMA),
     "mistral": Architecture(family="mistral", **_LLAMA),
     "qwen2": Architecture(family="qwen2", **_LLAMA),
-    "gemma": Architecture(family="gemma", **_LLAMA),
+    "gemma": Architecture(family="gemma", norm_offset=1.0, **_LLAMA),
     "gpt2": Architecture(
         family="gpt2",
         layers="transformer.h",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -42,7 +43,8 @@ def register(app: typer.Typer) -> None:
             ...,
             "--hook",
             help="Activation to save; TransformerLens names or glob patterns, e.g. "
-            "'blocks.*.hook_resid_post' or 'blocks.3.attn.hook_z'. Repeat for several.",
+            "'blocks.*.hook_resid_post' or 'blocks.3.attn.hook_z'. Repeat for several. "
+            "Attention patterns (attn.hook_pattern) are saved only when named.",
         ),
         out: Path = typer.Option(..., "--out", help="Output .safetensors file."),
         model: str = typer.Option(
@@ -55,15 +57,27 @@ def register(app: typer.Typer) -> None:
             False, "--overwrite", help="Replace an existing output file."
         ),
     ) -> None:
-        """Run TEXT through a model and save the chosen activations (and the tokens) as safetensors."""
+        """Run TEXT through a model and save the chosen activations (and the tokens) as safetensors.
+
+        Example:
+        interp capture --text "The cat sat" --hook 'blocks.*.hook_resid_post' --out acts.safetensors
+
+        Bad input (an unknown model or hook, a text longer than the context, an existing --out)
+        is reported in one line, with exit status 1.
+        """
         from safetensors.torch import save_file
 
         from interp.models.registry import load_model
         from interp.results import write_atomically
 
-        lm = load_model(model)
-        tokens = lm.to_tokens(text, prepend_bos=not no_bos)
-        _, cache = lm.run(tokens, capture=hook)
+        if out.exists() and not overwrite:
+            _fail(f"{out} already exists; pass --overwrite or choose another --out")
+        try:
+            lm = load_model(model)
+            tokens = lm.to_tokens(text, prepend_bos=not no_bos)
+            _, cache = lm.run(tokens, capture=hook)
+        except USER_ERRORS as error:
+            _fail(_message(error))
         tensors = {name: value.contiguous().cpu() for name, value in cache.items()}
         tensors["tokens"] = tokens.cpu()
         write_atomically(out, lambda tmp: save_file(tensors, str(tmp)), overwrite=overwrite)
@@ -74,3 +88,18 @@ def register(app: typer.Typer) -> None:
         for name, value in tensors.items():
             table.add_row(name, str(tuple(value.shape)))
         console.print(table)
+
+
+# What bad input raises (unknown name or hook, missing file or wheel, too long a text): a
+# message for the user, not a traceback. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (KeyError, ValueError, OSError, ModuleNotFoundError)
+
+
+def _message(error: BaseException) -> str:
+    # KeyError's str() wraps the message in quotes; its first argument is the message itself.
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)

@@ -35,7 +35,7 @@ from interp.models.weights import HeadWeights, read_head_weights
 
 Inputs = str | Sequence[str] | torch.Tensor
 NormKind = Literal["attn", "mlp", "final"]
-PATTERN_LIMIT = 64 * 2**20  # elements: larger [B, H, T, T] patterns are refused
+PATTERN_LIMIT = 64 * 2**20  # values over all captured [B, H, T, T] patterns of one run
 
 
 def _first(output: object) -> torch.Tensor:
@@ -205,7 +205,7 @@ class HookedLM:
             )
         cache = ActivationCache({name: plan.outputs[name] for name in names})
         cache.attention_stats = plan.stats_out
-        cache.past_key_values = output.past_key_values if use_cache else None
+        cache.past_key_values = output.cache if use_cache else None
         _check_finite(output.logits, cache)
         return output.logits, cache
 
@@ -234,14 +234,25 @@ class HookedLM:
             raise KeyError(
                 f"{self.name} runs attention and MLP in parallel: hook_resid_mid does not exist"
             )
-        patterns = [n for n in names if n.endswith("attn.hook_pattern")]
         keys = past + tokens.shape[1]
-        size = tokens.shape[0] * self.n_heads * tokens.shape[1] * keys
-        if patterns and size > PATTERN_LIMIT:
+        layers = sum(n.endswith("attn.hook_pattern") for n in names)
+        size = layers * tokens.shape[0] * self.n_heads * tokens.shape[1] * keys
+        if size > PATTERN_LIMIT:
+            gigabytes = size * torch.finfo(self.dtype).bits / 8 / 1e9
             raise ValueError(
-                f"attn.hook_pattern would hold {size:,} values per layer (limit {PATTERN_LIMIT:,}); "
-                "use attention_stats=... for per-query statistics, or a shorter input"
+                f"attn.hook_pattern on {layers} layer(s) would hold {size:,} values "
+                f"(batch {tokens.shape[0]} x {self.n_heads} heads x {tokens.shape[1]} x {keys} "
+                f"per layer, {gigabytes:.1f} GB); the limit is {PATTERN_LIMIT:,} values in all. "
+                "Capture fewer layers, use a shorter input, or pass attention_stats=... for "
+                "per-query statistics without the pattern"
             )
+        if stats is not None and stats.layers is not None:
+            bad = [layer for layer in stats.layers if not 0 <= layer < self.n_layers]
+            if bad:
+                raise ValueError(
+                    f"StatsRequest.layers must lie in 0..{self.n_layers - 1} for {self.name}; "
+                    f"got {list(stats.layers)} (out of range: {bad})"
+                )
         window = getattr(self.config, "sliding_window", None)
         if stats is not None and window is not None and keys > window:
             raise ValueError(
@@ -387,11 +398,21 @@ class HookedLM:
         )
 
     def norm_weights(self) -> dict[str, torch.Tensor]:
-        """Norm scales: ``ln_attn``/``ln_mlp`` ``[layers, d_model]`` and ``ln_final`` ``[d_model]``."""
+        """Effective norm scales ``g`` (the norm computes ``normalize(x) * g (+ b)``):
+        ``ln_attn``/``ln_mlp`` ``[layers, d_model]`` and ``ln_final`` ``[d_model]``.
+
+        This is the factor applied, not always the stored parameter: Gemma stores ``w`` and
+        scales by ``1 + w`` (``Architecture.norm_offset``), so ``g = 1 + w`` there.
+        """
         attn = [get_submodule(layer, self.arch.ln_attn).weight.detach() for layer in self._layers]
         mlp = [get_submodule(layer, self.arch.ln_mlp).weight.detach() for layer in self._layers]
         final = get_submodule(self.model, self.arch.ln_final).weight.detach()
-        return {"ln_attn": torch.stack(attn), "ln_mlp": torch.stack(mlp), "ln_final": final}
+        offset = self.arch.norm_offset
+        return {
+            "ln_attn": torch.stack(attn) + offset,
+            "ln_mlp": torch.stack(mlp) + offset,
+            "ln_final": final + offset,
+        }
 
     def norm(self, layer: int | None, kind: NormKind, x: torch.Tensor) -> torch.Tensor:
         """Apply the model's own norm: ``"attn"``/``"mlp"`` of ``layer``, or ``"final"``."""

@@ -21,7 +21,9 @@ LAYER_HOOKS = (
     "attn.hook_pattern",
 )
 GLOBAL_HOOKS = ("hook_embed", "ln_final.hook_normalized")
-ATTENTION_INTERNAL = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern")
+# Hooks a glob reaches only when its last segment names them literally: an attention pattern is
+# [batch, heads, T, T] per layer, so ``blocks.*`` or ``blocks.*.attn.*`` must not pull it in.
+EXPLICIT_ONLY = ("hook_pattern",)
 _WILDCARD = re.compile(r"[*?\[]")
 _LAYER_NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
@@ -39,7 +41,9 @@ def resolve_hook_names(requested: str | Iterable[str] | None, available: list[st
 
     In a pattern ``*`` matches within one dot-separated segment and ``**`` across segments, so
     ``blocks.*.hook_resid_post`` never reaches into ``blocks.0.attn.*`` and ``rnn.**`` takes
-    everything under ``rnn``.
+    everything under ``rnn``. Hooks in :data:`EXPLICIT_ONLY` (the attention pattern) are matched
+    only by a pattern whose last segment spells them out (``blocks.*.attn.hook_pattern``), never by
+    ``blocks.**`` or ``blocks.*.attn.*``.
 
     Unknown names raise ``KeyError`` with the closest valid names; a pattern that matches nothing
     raises too, so a typo never silently captures nothing.
@@ -57,16 +61,27 @@ def resolve_hook_names(requested: str | Iterable[str] | None, available: list[st
         if _WILDCARD.search(item):
             pattern = glob_to_regex(item)
             matches = [name for name in available if pattern.fullmatch(name)]
-            if not matches:
-                raise KeyError(
-                    f"hook pattern {item!r} matches no hook; {_suggest(item, available)}"
+            kept = [name for name in matches if _glob_may_take(item, name)]
+            if not kept:
+                hint = (
+                    f"{', '.join(EXPLICIT_ONLY)} is captured only when named explicitly, "
+                    f"e.g. 'blocks.*.attn.hook_pattern'"
+                    if matches
+                    else _suggest(item, available)
                 )
-            chosen += matches
+                raise KeyError(f"hook pattern {item!r} matches no hook; {hint}")
+            chosen += kept
         elif item in known:
             chosen.append(item)
         else:
             raise KeyError(f"unknown hook name {item!r}; {_suggest(item, available)}")
     return list(dict.fromkeys(chosen))
+
+
+def _glob_may_take(pattern: str, name: str) -> bool:
+    """False for an :data:`EXPLICIT_ONLY` hook unless the pattern's last segment is its name."""
+    last = name.rsplit(".", 1)[-1]
+    return last not in EXPLICIT_ONLY or pattern.rsplit(".", 1)[-1] == last
 
 
 def glob_to_regex(pattern: str) -> re.Pattern:

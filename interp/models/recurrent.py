@@ -3,7 +3,8 @@
 torch's fused ``nn.RNN``/``nn.GRU``/``nn.LSTM`` only return the top layer's outputs and the final
 state. :func:`as_recurrent` wraps such a module (or an ``nn.*Cell``) in a module that implements
 :class:`interp.rnn.protocol.Recurrent`, so every step's full state is visible and fixed-point or
-automaton analyses can differentiate ``step`` with ``torch.func``.
+automaton analyses can differentiate ``step`` with ``torch.func``; :func:`unrolled_forward` is
+the fused module's own call computed step by step (what ``HookedModule`` runs to record states).
 
 State layout (one vector per sequence):
 
@@ -194,6 +195,69 @@ class RecurrentModule(nn.Module):
         else:
             parts = list(state.unbind(0)) if self.fused else [state]
         return torch.cat(parts, dim=-1)
+
+
+StepCallback = Callable[[int, Tensor], Tensor | None]
+
+
+def unrolled_forward(
+    module: nn.RNN | nn.GRU | nn.LSTM,
+    input: Tensor,
+    hx: Tensor | tuple[Tensor, Tensor] | None = None,
+    *,
+    on_step: StepCallback | None = None,
+) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
+    """``module(input, hx)`` for a fused ``nn.RNN``/``nn.GRU``/``nn.LSTM``, computed one step at a time.
+
+    Returns exactly what the fused module returns (``output``, ``h_n`` or ``(h_n, c_n)``, in its
+    ``batch_first`` layout, unbatched inputs included) from the same weights, but every step's full
+    state ``[B, state]`` (``[state]`` when unbatched; layout in the module docstring) passes
+    through ``on_step(t, state)``, which may return a replacement state: the later steps,
+    ``output`` and ``h_n`` then follow from it. :class:`interp.models.HookedModule` swaps this in for a fused module's ``forward`` so
+    the states it records are the ones the outputs come from.
+    """
+    if not isinstance(module, _FUSED):
+        raise TypeError(f"unrolled_forward needs an nn.RNN/GRU/LSTM, got {type(module).__name__}")
+    if isinstance(input, nn.utils.rnn.PackedSequence):
+        raise TypeError("per-step unrolling does not take a PackedSequence; pass a padded tensor")
+    if module.bidirectional:
+        raise ValueError("a bidirectional RNN has no causal step function; it cannot be unrolled")
+    if module.training and module.dropout and module.num_layers > 1:
+        raise ValueError(
+            "the unrolled step omits inter-layer dropout; call module.eval() (or set dropout=0)"
+        )
+    if input.dim() not in (2, 3):
+        raise ValueError(
+            f"expected input [time, features] or batched [batch, time, features] "
+            f"([time, batch, features] without batch_first), got {tuple(input.shape)}"
+        )
+    adapter = RecurrentModule(module)
+    unbatched = input.dim() == 2
+    if unbatched:
+        x = input.unsqueeze(0)
+        if hx is not None:
+            hx = tuple(s.unsqueeze(1) for s in hx) if isinstance(hx, tuple) else hx.unsqueeze(1)
+    else:
+        x = input if module.batch_first else input.transpose(0, 1)
+    if x.shape[1] == 0:
+        raise ValueError("the input sequence is empty (0 time steps)")
+    h = adapter.from_torch_state(hx) if hx is not None else adapter.initial_state(x.shape[0])
+    outputs = []
+    for t in range(x.shape[1]):
+        h = adapter.step(h, x[:, t])
+        if on_step is not None:  # unbatched calls see (and edit) a [state] vector
+            replaced = on_step(t, h[0] if unbatched else h)
+            if replaced is not None:
+                h = replaced.unsqueeze(0) if unbatched else replaced
+        outputs.append(adapter.top_output(h))
+    output = torch.stack(outputs, dim=1)
+    final = adapter.to_torch_state(h)
+    if unbatched:
+        output = output.squeeze(0)
+        final = tuple(s.squeeze(1) for s in final) if isinstance(final, tuple) else final.squeeze(1)
+    elif not module.batch_first:
+        output = output.transpose(0, 1)
+    return output, final
 
 
 def as_recurrent(module: nn.Module, readout: Callable[[Tensor], Tensor] | None = None) -> Recurrent:

@@ -1,8 +1,8 @@
 """``load_model(spec)``: one entry point for every way a user names a language model.
 
 Accepted specs: nothing (the embedded SmolLM2-135M-Instruct), a registry name, a local Hugging
-Face folder, a local ``.gguf`` file, a Hugging Face hub id (needs network), an already-loaded
-``PreTrainedModel`` (with ``tokenizer=``), a TransformerLens ``HookedTransformer`` /
+Face folder, a local ``.gguf`` file, a Hugging Face hub id (the network or the local hub cache),
+an already-loaded ``PreTrainedModel`` (with ``tokenizer=``), a TransformerLens
 ``TransformerBridge``, an nnsight ``LanguageModel``, or a ``HookedLM``.
 GGUF files are dequantized once and cached as plain float checkpoints under ``$INTERP_CACHE``.
 """
@@ -174,25 +174,34 @@ def _from_string(spec: str, dtype: torch.dtype | None):
         raise ValueError(
             f"{path} is a file but not a .gguf checkpoint; pass a .gguf file or a model folder"
         )
+    hub_id = _HUB_ID.match(spec) is not None
+    # 'models/tiny' reads as a path when its first folder exists here: report the missing path.
+    looks_local = hub_id and Path(spec.split("/", 1)[0]).is_dir()
     if (
         spec.endswith(".gguf")
         or spec.startswith((".", "/", "~"))
+        or looks_local
         or os.sep in spec
-        and not _HUB_ID.match(spec)
+        and not hub_id
     ):
-        raise FileNotFoundError(f"no such model file or folder: {spec}")
-    if _HUB_ID.match(spec):
+        raise FileNotFoundError(
+            f"no such model file or folder: {spec} (resolved to {path.resolve()})"
+        )
+    if hub_id:
         return (*_from_hub(spec, dtype), spec)
     raise _unknown(spec)
 
 
 def _from_hub(hf_id: str, dtype: torch.dtype | None):
+    """Load a hub id through transformers (network, or the local hub cache when offline)."""
     try:
         return _load_pretrained(hf_id, dtype)
     except OSError as error:
+        cause = " ".join(str(error).split()) or error.__class__.__name__
         raise OSError(
-            f"could not load {hf_id!r} from the Hugging Face hub ({error.__class__.__name__}); "
-            "without network access, download it elsewhere and pass the local folder"
+            f"could not load {hf_id!r} from the Hugging Face hub: {cause} "
+            f"(there is no local folder {hf_id!r} either; without network access, download the "
+            "model elsewhere and pass its folder)"
         ) from error
 
 
@@ -200,8 +209,6 @@ def _kind(obj: object) -> str:
     names = {f"{c.__module__}.{c.__name__}" for c in type(obj).__mro__}
     if any(n.startswith("interp.models.hooked.HookedLM") for n in names):
         return "hooked"
-    if any(n.endswith("HookedTransformer") and n.startswith("transformer_lens") for n in names):
-        return "transformer_lens"
     if any(n.endswith("TransformerBridge") and n.startswith("transformer_lens") for n in names):
         return "transformer_bridge"
     if any(
@@ -212,6 +219,18 @@ def _kind(obj: object) -> str:
     if any(n == "transformers.modeling_utils.PreTrainedModel" for n in names):
         return "hf"
     return "unknown"
+
+
+def _refuse_hooked_transformer(obj: object) -> None:
+    """TransformerLens < 4's ``HookedTransformer`` is gone from TransformerLens 4: say what to use."""
+    if any(c.__name__ == "HookedTransformer" for c in type(obj).__mro__):
+        raise TypeError(
+            "got a TransformerLens HookedTransformer (TransformerLens < 4); interp supports "
+            "TransformerLens >= 4, which wraps Hugging Face models in a TransformerBridge: "
+            "`from transformer_lens.model_bridge import TransformerBridge; "
+            "bridge = TransformerBridge.boot_transformers('<hub id or folder>')`, then "
+            "interp.load_model(bridge), or pass the Hugging Face model or its folder directly"
+        )
 
 
 def load_model(
@@ -225,8 +244,17 @@ def load_model(
 
     ``spec``: None (embedded SmolLM2-135M-Instruct), a registry name (see ``interp models``), a
     local HF folder, a ``.gguf`` file, a hub id, a loaded HF model (pass ``tokenizer=``, or a
-    ``(model, tokenizer)`` tuple), a TransformerLens HookedTransformer / TransformerBridge, or an
-    nnsight LanguageModel. ``device`` defaults to CUDA when available; ``dtype`` to float32.
+    ``(model, tokenizer)`` tuple), a TransformerLens ``TransformerBridge``, or an nnsight
+    LanguageModel. ``device`` defaults to CUDA when available; ``dtype`` to float32 for models
+    loaded here (a passed-in model keeps its dtype unless ``dtype`` is given).
+
+    A Hugging Face model you pass in (directly, or inside an nnsight object) is wrapped in place,
+    not copied: it is put in eval mode, moved to ``device``/``dtype``, and its attention
+    implementation is switched to ``"interp"``. That function is transformers' own SDPA attention
+    with a probe in front (it is how per-head post-rotary q/k and the fused attention statistics
+    are seen), so the model's outputs are those of its SDPA forward; a model set to ``"eager"``
+    now runs SDPA numerics (equal to eager within float rounding). Call
+    ``model.set_attn_implementation(...)`` to switch it back after use.
     """
     from interp.models.hooked import HookedLM
 
@@ -234,10 +262,11 @@ def load_model(
         spec, tokenizer = spec
     if spec is None:
         spec = "smollm2-135m"
+    _refuse_hooked_transformer(spec)
     kind = "string" if isinstance(spec, str | Path) else _kind(spec)
     if kind == "hooked":
         return spec
-    if kind in ("transformer_lens", "transformer_bridge", "nnsight"):
+    if kind in ("transformer_bridge", "nnsight"):
         from interp.models import adapters
 
         return adapters.adapt(spec, kind, tokenizer=tokenizer)
@@ -250,8 +279,8 @@ def load_model(
     else:
         raise TypeError(
             f"cannot load a model from {type(spec).__name__}; pass a name, path, hub id, a "
-            "transformers PreTrainedModel, a TransformerLens HookedTransformer/TransformerBridge "
-            "or an nnsight LanguageModel"
+            "transformers PreTrainedModel, a TransformerLens TransformerBridge or an nnsight "
+            "LanguageModel"
         )
     device = (
         torch.device(device)

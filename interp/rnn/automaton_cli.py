@@ -33,6 +33,16 @@ def write_report(
     return report.write(path, overwrite=overwrite)
 
 
+def default_report_path(task: str, directory: Path = Path()) -> tuple[Path, bool]:
+    """``automaton_<task>.html`` in ``directory``, or the first free ``automaton_<task>_<n>.html``
+    when that exists; the flag says whether a suffix was needed."""
+    path, number = directory / f"automaton_{task}.html", 1
+    while path.exists():
+        number += 1
+        path = directory / f"automaton_{task}_{number}.html"
+    return path, number > 1
+
+
 def register(app: typer.Typer) -> None:
     """Add ``automaton`` to the main `interp` app."""
 
@@ -47,8 +57,11 @@ def register(app: typer.Typer) -> None:
             help="A saved run folder (from `interp train` / save_run). Without it a small net is trained first.",
         ),
         out: Path = typer.Option(
-            None, help="Write an HTML report (state graph, agreement by length) here."
+            None,
+            help="HTML report path (state graph, agreement by length). Default "
+            "automaton_<task>.html here, or automaton_<task>_2.html ... if that exists.",
         ),
+        report: bool = typer.Option(True, help="Write the HTML report (--no-report: skip it)."),
         save: Path = typer.Option(
             None, help="Save the Extraction result folder here (reload with Extraction.load)."
         ),
@@ -76,7 +89,7 @@ def register(app: typer.Typer) -> None:
 
         Collects the net's states after every prefix of many strings, clusters them, builds the majority-vote transition graph and minimizes it; then prints the transition table with its fidelity to the net, its accuracy and whether it is exactly equivalent to the grammar's true automaton (with a shortest counterexample if not).
 
-        Example: interp automaton --task tomita4 --out tomita4.html
+        Example: interp automaton --task tomita4   (writes automaton_tomita4.html)
         """
         from interp.rnn.extraction import extract_automaton
         from interp.rnn.grammars import GrammarTask, grammar_task
@@ -89,7 +102,10 @@ def register(app: typer.Typer) -> None:
         if model is not None:
             from interp.rnn.training import load_run
 
-            net, run_task, _ = load_run(model)
+            try:
+                net, run_task, _ = load_run(model)
+            except FileNotFoundError as error:
+                raise typer.BadParameter(str(error), param_hint="--model") from error
             if not isinstance(run_task, GrammarTask):
                 raise typer.BadParameter(
                     f"the run in {model} was trained on {run_task.name!r}, not a grammar task"
@@ -130,8 +146,12 @@ def register(app: typer.Typer) -> None:
         if save is not None:
             extraction.save(save, overwrite=overwrite)
             typer.echo(f"saved the extraction to {save}")
-        if out is not None:
+        if report:
+            if out is None:
+                out, renamed = default_report_path(grammar.name)
+                if renamed:
+                    typer.echo(f"automaton_{grammar.name}.html exists; writing {out} instead")
             write_report(
                 extraction, out, title=f"Automaton extracted on {grammar.name}", overwrite=overwrite
             )
-            typer.echo(f"wrote {out}")
+            typer.echo(f"wrote the report to {out}")

@@ -37,10 +37,11 @@ def train_command(
     batch_size: int = typer.Option(64, help="Sequences per training batch."),
     lr: float = typer.Option(1e-2, help="Adam learning rate."),
     seed: int = typer.Option(
-        0, help="Seed for the initial weights and the task's train/test streams."
+        0, help="Seed for the initial weights and the task's train/validation/test streams."
     ),
     target_accuracy: float = typer.Option(
-        None, help="Stop early once test accuracy reaches this (e.g. 0.99)."
+        None,
+        help="Stop early once validation accuracy reaches this (e.g. 0.99); test is only reported.",
     ),
     option: list[str] = typer.Option(
         [], "--option", "-o", help="Task option key=value, repeatable (e.g. -o bits=3 -o steps=32)."

@@ -25,6 +25,10 @@ keeps several separated clouds for one automaton state (e.g. drifting with lengt
 alone over-counts; what we want is the smallest automaton that *behaves* like the RNN, which is
 what fidelity measures. Minimization afterwards merges clusters that turned out to be equivalent.
 
+String draws (state sample, validation, test) come from all strings, not from a training task's
+disjoint splits: extraction compares the DFA with the RNN, so what matters is that the three draws
+are independent (one seeded stream), not which strings the RNN was trained on.
+
 **Evaluation** on fresh strings of every length 0..``test_length`` (default twice the sample
 length): fidelity (DFA vs RNN), accuracy of the DFA and of the RNN against the ground truth, and
 exact equivalence with the ground-truth DFA with a shortest counterexample. Matching state counts
@@ -105,7 +109,9 @@ class _Strings:
         parts = []
         if n_task:
             split_task = GrammarTask(task.dfa, train_length=max_length, min_length=0)
-            codes, lengths, _ = split_task.sample_codes(n_task, generator, length=length)
+            codes, lengths, _ = split_task.sample_codes(
+                n_task, generator, split=None, length=length
+            )
             parts.append(cls(codes, lengths))
         n_uniform = count - n_task
         if length is None:

@@ -191,13 +191,28 @@ def _starts(states: Tensor, n_starts: int, noise: float, generator: torch.Genera
     return picked + noise * torch.randn(picked.shape, generator=generator, dtype=picked.dtype)
 
 
-def _prepare_model(model: object, dtype: torch.dtype) -> Recurrent:
+def _prepare_model(model: object, dtype: torch.dtype | None) -> tuple[Recurrent, torch.dtype]:
+    """The model to optimise and the dtype to work in.
+
+    An ``nn.Module`` is copied, cast to ``dtype`` (default float64) and frozen. Any other protocol
+    object cannot be cast, so it runs in its own dtype (that of its ``initial_state``); asking for
+    a different one is an error rather than a dtype clash deep inside ``step``.
+    """
     check_recurrent(model)
     if isinstance(model, nn.Module):
+        dtype = torch.float64 if dtype is None else dtype
         model = copy.deepcopy(model).to(dtype).eval()
         for parameter in model.parameters():
             parameter.requires_grad_(False)
-    return model
+        return model, dtype
+    own = model.initial_state(1).dtype
+    if dtype is not None and dtype != own:
+        raise TypeError(
+            f"{type(model).__name__} is not an nn.Module, so find_fixed_points cannot cast it to "
+            f"{dtype}; its states are {own}. Pass dtype={own} (or dtype=None to use the model's "
+            f"own), or build the model in {dtype}."
+        )
+    return model, own
 
 
 def _device(model: Recurrent) -> torch.device:
@@ -230,14 +245,14 @@ def find_fixed_points(
     outlier_factor: float = 10.0,
     marginal_tol: float = 1e-3,
     n_trajectories: int = 32,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = None,
 ) -> FixedPoints:
     """Find fixed and slow points of ``model`` at constant input(s) ``inputs``.
 
     Args:
         model: anything implementing :class:`~interp.rnn.protocol.Recurrent` (interp nets, or
-            ``as_recurrent(nn.GRU(...))``, LSTMs included: their state is ``[h; c]``). Modules are
-            copied and cast to ``dtype`` (float64 by default, so ``q_tol = 1e-12`` is meaningful).
+            ``as_recurrent(nn.GRU(...))``, LSTMs included: their state is ``[h; c]``), or any
+            object with ``initial_state``/``step``/``readout``.
         inputs: the constant input: ``[I]`` for all starts, or ``[n_starts, I]`` one per start.
             Default zeros (the autonomous dynamics between pulses).
         initial_states: states visited by the model, any shape ``[..., H]`` (e.g. ``unroll``'s
@@ -256,13 +271,17 @@ def find_fixed_points(
             mean start-to-centroid distance.
         marginal_tol: modes with ``||λ| − 1| < marginal_tol`` are counted as marginal (line attractors).
         n_trajectories: how many real trajectories to keep for the figure.
+        dtype: the precision of the search. ``nn.Module`` models are copied and cast to it
+            (default float64, so ``q_tol = 1e-12`` is meaningful); other protocol objects cannot
+            be cast and run in their own dtype (default), so in float32 expect q to bottom out
+            near ``1e-14 * H`` (rounding) and loosen ``q_tol`` for wide nets.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if n_starts < 1 or noise < 0 or not 0 < q_tol <= slow_tol:
         raise ValueError("need n_starts >= 1, noise >= 0 and 0 < q_tol <= slow_tol")
     start_time = time.perf_counter()
-    model = _prepare_model(model, dtype)
+    model, dtype = _prepare_model(model, dtype)
     size = model.initial_state(1).shape[-1]
     generator = torch.Generator().manual_seed(seed)
     trajectories = None

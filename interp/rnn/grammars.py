@@ -27,7 +27,7 @@ begin-of-string step carries the label of the empty string, so the network's sta
 the automaton's start state. ``labels="last"`` supervises the last step only. Strings are sampled
 balanced: half positive, half negative at every length where both exist, each uniform among the
 strings of that length and label (so the tiny languages Tomita 1 and 2 get as many positives as
-negatives).
+negatives). The train / val / test splits are disjoint sets of strings (:mod:`interp.rnn.strings`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,13 @@ import torch
 from torch import Tensor
 
 from interp.rnn.automata import DFA
-from interp.rnn.tasks import SPLITS, Task, TaskBatch, register_task
+from interp.rnn.strings import (
+    GRAMMAR_SPLITS,
+    dfa_key,
+    lengths_in_split,
+    sample_strings,
+)
+from interp.rnn.tasks import Task, TaskBatch, register_task
 
 _BIN = ("0", "1")
 
@@ -177,47 +183,6 @@ class SymbolEncoding:
         return x
 
 
-def _counts(dfa: DFA, max_length: int) -> np.ndarray:
-    """``counts[r, q, label]``: strings of length ``r`` that lead from ``q`` to an accepting
-    (label 1) or rejecting (label 0) state. float64: exact up to 2**53."""
-    counts = np.zeros((max_length + 1, dfa.n_states, 2))
-    counts[0, :, 1] = dfa.accepting
-    counts[0, :, 0] = ~dfa.accepting
-    for r in range(1, max_length + 1):
-        counts[r] = counts[r - 1][dfa.transitions].sum(axis=1)
-    return counts
-
-
-def sample_strings(
-    dfa: DFA, lengths: Tensor, labels: Tensor, generator: torch.Generator
-) -> tuple[Tensor, Tensor]:
-    """Sample one string per (length, label), uniform among the strings with that length and label.
-
-    Where no string of that length has the asked label (Tomita 2 at odd lengths), the other label is
-    used. Returns (symbol ids ``[B, max(lengths)]`` padded with 0, the labels actually used).
-    """
-    lengths_np = lengths.numpy().astype(np.int64)
-    max_len = int(lengths_np.max(initial=0))
-    counts = _counts(dfa, max_len)
-    label = labels.numpy().astype(np.int64).copy()
-    empty = counts[lengths_np, dfa.start, label] == 0
-    label[empty] = 1 - label[empty]
-    batch = len(lengths_np)
-    codes = np.zeros((batch, max_len), dtype=np.int64)
-    state = np.full(batch, dfa.start)
-    uniform = torch.rand(batch, max(max_len, 1), generator=generator, dtype=torch.float64).numpy()
-    for t in range(max_len):
-        remaining = np.maximum(lengths_np - t - 1, 0)
-        weights = counts[remaining[:, None], dfa.transitions[state], label[:, None]]  # [B, k]
-        cumulative = np.cumsum(weights, axis=1)
-        pick = (uniform[:, t, None] * cumulative[:, -1:] >= cumulative).sum(axis=1)
-        pick = np.minimum(pick, len(dfa.alphabet) - 1)
-        active = t < lengths_np
-        codes[active, t] = pick[active]
-        state = np.where(active, dfa.transitions[state, pick], state)
-    return torch.from_numpy(codes), torch.from_numpy(label)
-
-
 def strings_from_codes(alphabet: Sequence[str], codes: Tensor, lengths: Tensor) -> list[str]:
     """Symbol ids ``[B, T]`` + lengths -> list of strings."""
     rows = codes.tolist()
@@ -230,16 +195,22 @@ def strings_from_codes(alphabet: Sequence[str], codes: Tensor, lengths: Tensor) 
 class GrammarTask(Task):
     """Accept/reject strings of a regular language (see the module docstring for the encoding).
 
+    Splits (``splits``: train, val, test) are disjoint sets of strings (:func:`string_split`
+    hashes each string into one), so no test string is ever a training string. With ``labels=
+    "prefixes"`` a test string's *prefixes* may still be training strings: that is inherent to
+    labelling every prefix. ``split=None`` samples from all strings (extraction does this).
+
     Args:
         dfa: the ground-truth automaton (its ``name`` becomes the task's name).
-        train_length: longest sampled string (both splits; the splits differ only in their seed
-            streams). Extraction tests up to twice this length.
+        train_length: longest sampled string (every split). Extraction tests up to twice this
+            length.
         labels: ``"prefixes"`` (every step is labelled with its prefix's membership) or ``"last"``.
         min_length: shortest sampled string.
     """
 
     loss = "bce"
     output_size = 1
+    splits = GRAMMAR_SPLITS
 
     def __init__(
         self, dfa: DFA, *, train_length: int = 10, labels: str = "prefixes", min_length: int = 0
@@ -272,25 +243,41 @@ class GrammarTask(Task):
         batch: int,
         generator: torch.Generator,
         *,
-        split: str = "train",
+        split: str | None = "train",
         length: int | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Balanced strings as (symbol ids ``[B, T]``, lengths ``[B]``, labels ``[B]``)."""
+        """Balanced strings of ``split`` as (symbol ids ``[B, T]``, lengths ``[B]``, labels ``[B]``).
+
+        Without ``length``, lengths are uniform over those in ``min_length..train_length`` that
+        have a string in the split (the few shortest strings each lie in one split only).
+        """
         if not isinstance(batch, int) or batch < 1:
             raise ValueError(f"batch must be a positive int, got {batch!r}")
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if split is not None and split not in GRAMMAR_SPLITS:
+            raise ValueError(f"split must be one of {GRAMMAR_SPLITS} or None, got {split!r}")
         if length is None:
-            lengths = torch.randint(
-                self.min_length, self.train_length + 1, (batch,), generator=generator
-            )
+            choices = torch.tensor(self._lengths_in(split))
+            lengths = choices[torch.randint(0, len(choices), (batch,), generator=generator)]
         else:
             if length < 0:
                 raise ValueError(f"length must be >= 0, got {length}")
             lengths = torch.full((batch,), int(length))
         wanted = torch.randint(0, 2, (batch,), generator=generator)
-        codes, labels = sample_strings(self.dfa, lengths, wanted, generator)
+        codes, labels = sample_strings(self.dfa, lengths, wanted, generator, split)
         return codes, lengths, labels
+
+    def _lengths_in(self, split: str | None) -> list[int]:
+        if split is None:
+            return list(range(self.min_length, self.train_length + 1))
+        found = lengths_in_split(
+            dfa_key(self.dfa), self.min_length, self.train_length, GRAMMAR_SPLITS.index(split)
+        )
+        if not found:
+            raise ValueError(
+                f"no string of length {self.min_length}..{self.train_length} lies in the "
+                f"{split!r} split; use longer strings"
+            )
+        return found
 
     def batch_from_codes(self, codes: Tensor, lengths: Tensor) -> TaskBatch:
         """Encode strings and label them (every prefix, or the last step) with the ground truth."""

@@ -15,6 +15,11 @@ changes of the mixture, so argmax extraction under-counts states; lowering τ to
 stalls training (all inputs pick one centroid). With ``straight_through`` the state space is finite
 by construction and centroid extraction agrees with the net on every tested string.
 
+The straight-through gradient is a training device: in eval mode the hard step is the function it
+computes, ``h_t = S[argmax α]``, piecewise constant in ``h_{t-1}``, so its Jacobian is 0 and every
+centroid that maps to itself under an input is a (super)stable fixed point there. The forward
+values are the same in both modes.
+
 Registered as the net kind ``"state_regularized"``:
 ``make_net("state_regularized", I, H, O, n_centroids=8, temperature=0.5)``.
 """
@@ -36,7 +41,8 @@ class StateRegularizedNet(RecurrentNet):
     Args:
         n_centroids: the number k of centroids (an upper bound on the automaton's state count).
         temperature: τ of the centroid softmax (> 0); lower = harder assignment.
-        straight_through: forward with the one-hot argmax α, backward through the soft α.
+        straight_through: forward with the one-hot argmax α; in training mode gradients flow
+            through the soft α (straight-through), in eval mode through nothing (the hard step).
     """
 
     kind = "state_regularized"
@@ -82,10 +88,11 @@ class StateRegularizedNet(RecurrentNet):
         update = gru_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         alpha = torch.softmax(update @ self.centroid_weights.T / self.temperature, dim=-1)
         if self.straight_through:
-            hard = torch.nn.functional.one_hot(alpha.argmax(dim=-1), self.n_centroids).to(
-                alpha.dtype
-            )
-            alpha = hard + alpha - alpha.detach()
+            # one-hot of the argmax by comparison (F.one_hot has no vmap rule, and torch.func
+            # transforms must work on step for fixed points and Jacobians)
+            index = torch.arange(self.n_centroids, device=alpha.device)
+            hard = (index == alpha.argmax(dim=-1, keepdim=True)).to(alpha.dtype)
+            alpha = hard + alpha - alpha.detach() if self.training else hard
         return alpha @ self.centroid_weights, alpha
 
     def step(self, h: Tensor, x: Tensor) -> Tensor:

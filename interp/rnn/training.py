@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
@@ -52,27 +53,37 @@ def task_loss(outputs: Tensor, batch: TaskBatch, loss: str) -> Tensor:
 
 @dataclasses.dataclass
 class TrainResult(Result):
-    """Training history: per-step train loss, periodic test loss/accuracy, and the settings used."""
+    """Training history: per-step train loss, periodic validation loss/accuracy (what early
+    stopping reads), the final test loss/accuracy (reported only), and the settings used."""
 
     net: dict
     task: dict
     loss: Tensor  # [steps_run] training loss per step
-    eval_steps: Tensor  # [n_evals] step index after which each evaluation ran
-    eval_loss: Tensor
-    eval_accuracy: Tensor
+    eval_steps: Tensor  # [n_evals] step index after which each validation ran
+    eval_loss: Tensor  # validation loss at eval_steps
+    eval_accuracy: Tensor  # validation accuracy at eval_steps
     steps_run: int
-    final_accuracy: float
+    final_accuracy: float  # test accuracy of the final net
     stopped_early: bool
     seconds: float
     settings: dict
+    test_loss: float = float("nan")
+    validation_split: str = "test"  # runs saved before the val split scored "test" here
     version: str = __version__
 
     def table(self) -> str:
         lines = [
             f"task {self.task}  net {self.net}",
             f"steps run: {self.steps_run}  ({self.seconds:.1f} s){'  stopped early' if self.stopped_early else ''}",
-            f"final test accuracy: {self.final_accuracy:.4f}",
-            f"{'step':>8} {'test loss':>12} {'test acc':>10}",
+            f"final test accuracy: {self.final_accuracy:.4f}  (test loss {self.test_loss:.5f})",
+            "validation during training ("
+            + (
+                "the held-out val split"
+                if self.validation_split == "val"
+                else "a separate draw from the test distribution, not the test batch"
+            )
+            + "):",
+            f"{'step':>8} {'val loss':>12} {'val acc':>10}",
         ]
         rows = zip(
             self.eval_steps.tolist(),
@@ -84,19 +95,19 @@ class TrainResult(Result):
         return "\n".join(lines)
 
     def figure(self) -> go.Figure:
-        fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "test accuracy"))
+        fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "validation accuracy"))
         steps = torch.arange(1, self.steps_run + 1).tolist()
         fig.add_trace(
             go.Scatter(x=steps, y=self.loss.tolist(), name="train loss", mode="lines"), 1, 1
         )
         fig.add_trace(
-            go.Scatter(x=self.eval_steps.tolist(), y=self.eval_loss.tolist(), name="test loss"),
+            go.Scatter(x=self.eval_steps.tolist(), y=self.eval_loss.tolist(), name="val loss"),
             1,
             1,
         )
         fig.add_trace(
             go.Scatter(
-                x=self.eval_steps.tolist(), y=self.eval_accuracy.tolist(), name="test accuracy"
+                x=self.eval_steps.tolist(), y=self.eval_accuracy.tolist(), name="val accuracy"
             ),
             1,
             2,
@@ -115,6 +126,31 @@ def _check_shapes(net: nn.Module, task: Task) -> None:
         want, have = getattr(task, label), getattr(net, label, None)
         if have is not None and have != want:
             raise ValueError(f"net {label}={have} but task {task.name!r} has {label}={want}")
+
+
+def validation_split(task: Task) -> str:
+    """The split early stopping reads: ``"val"`` for tasks that hold one out (grammars: a disjoint
+    set of strings), else ``"test"``'s distribution (drawn from :func:`validation_generator`'s
+    stream, so never the test batch itself)."""
+    return "val" if "val" in getattr(task, "splits", ()) else "test"
+
+
+def validation_generator(seed: int) -> torch.Generator:
+    """The validation seed stream, disjoint from ``split_generator(seed, "train" | "test")``.
+
+    Those are ``SeedSequence([seed, 0 | 1])``; this is ``SeedSequence([seed, 2])``, what
+    ``split_generator(seed, "val")`` gives once :data:`interp.rnn.tasks.SPLITS` lists ``"val"``
+    third.
+    """
+    state = np.random.SeedSequence([int(seed), 2]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def _fixed_batch(task: Task, size: int, generator: torch.Generator, split: str, like: Tensor):
+    batch = task.sample(size, generator, split=split)
+    return TaskBatch(
+        batch.x.to(like.device, like.dtype), batch.y.to(like.device), batch.mask.to(like.device)
+    )
 
 
 def evaluate(net: nn.Module, task: Task, batch: TaskBatch) -> tuple[float, float]:
@@ -143,8 +179,10 @@ def train(
     """Train ``net`` (in place) on ``task`` with Adam and return the history.
 
     Each step draws a fresh batch from the task's train stream (``split_generator(seed, "train")``);
-    every ``eval_every`` steps the net is scored on one fixed test batch of ``eval_batch`` sequences
-    from the disjoint test stream. Training stops early once test accuracy >= ``target_accuracy``.
+    every ``eval_every`` steps the net is scored on one fixed *validation* batch of ``eval_batch``
+    sequences (:func:`validation_split`, :func:`validation_generator`), and training stops early
+    once validation accuracy >= ``target_accuracy``. The test batch (``split_generator(seed,
+    "test")``) is scored once, at the end, for ``final_accuracy``: it never steers training.
     The loss is the task loss plus ``activity_penalty * mean(state²)``; ``weight_decay`` is Adam's
     L2 term; gradients are clipped to norm ``grad_clip``. ``net`` must return
     ``(outputs, states)`` from ``net(x)`` like :class:`~interp.rnn.nets.RecurrentNet`.
@@ -154,13 +192,11 @@ def train(
     if target_accuracy is not None and not 0 < target_accuracy <= 1:
         raise ValueError(f"target_accuracy must be in (0, 1], got {target_accuracy}")
     _check_shapes(net, task)
-    dtype = next(net.parameters()).dtype
-    device = next(net.parameters()).device
+    like = next(net.parameters())
+    dtype, device = like.dtype, like.device
     train_gen = split_generator(seed, "train")
-    test_batch = task.sample(eval_batch, split_generator(seed, "test"), split="test")
-    test_batch = TaskBatch(
-        test_batch.x.to(device, dtype), test_batch.y.to(device), test_batch.mask.to(device)
-    )
+    val_split = validation_split(task)
+    val_batch = _fixed_batch(task, eval_batch, validation_generator(seed), val_split, like)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     losses: list[float] = []
     evals: list[tuple[int, float, float]] = []
@@ -185,15 +221,14 @@ def train(
         optimizer.step()
         losses.append(loss.item())
         if step % eval_every == 0 or step == steps:
-            test_loss, accuracy = evaluate(net, task, test_batch)
-            evals.append((step, test_loss, accuracy))
+            val_loss, accuracy = evaluate(net, task, val_batch)
+            evals.append((step, val_loss, accuracy))
             bar.set_postfix(loss=f"{losses[-1]:.4f}", acc=f"{accuracy:.3f}")
             if target_accuracy is not None and accuracy >= target_accuracy:
                 stopped = step < steps
                 break
-    if not evals or evals[-1][0] != len(losses):
-        test_loss, accuracy = evaluate(net, task, test_batch)
-        evals.append((len(losses), test_loss, accuracy))
+    test_batch = _fixed_batch(task, eval_batch, split_generator(seed, "test"), "test", like)
+    test_loss, test_accuracy = evaluate(net, task, test_batch)
     settings = {
         "steps": steps,
         "batch_size": batch_size,
@@ -214,10 +249,12 @@ def train(
         eval_loss=torch.tensor([e[1] for e in evals]),
         eval_accuracy=torch.tensor([e[2] for e in evals]),
         steps_run=len(losses),
-        final_accuracy=evals[-1][2],
+        final_accuracy=test_accuracy,
         stopped_early=stopped,
         seconds=time.perf_counter() - start,
         settings=settings,
+        test_loss=test_loss,
+        validation_split=val_split,
     )
 
 
