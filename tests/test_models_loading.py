@@ -211,3 +211,18 @@ def test_missing_relative_path_is_a_missing_path(hub_cache, tmp_path):
     (tmp_path / "models").mkdir()
     with pytest.raises(FileNotFoundError, match="no such model file or folder: models/tiny"):
         interp.load_model("models/tiny")
+
+
+def test_a_second_wrapper_of_the_same_model_leaves_the_first_working(tokenizer):
+    """Wrapping one HF model twice must not detach the first wrapper's attention probes."""
+    torch.manual_seed(3)
+    model = tiny_hf_model("llama", vocab_size=len(tokenizer))
+    first = interp.load_model(model, tokenizer=tokenizer, device="cpu")
+    tokens = torch.randint(3, 90, (1, 7), generator=torch.Generator().manual_seed(4))
+    _, before = first.run(tokens, capture="blocks.1.attn.hook_pattern", prepend_bos=False)
+    second = interp.load_model(model, tokenizer=tokenizer, device="cpu")
+    for lm in (first, second):
+        _, cache = lm.run(tokens, capture="blocks.1.attn.hook_pattern", prepend_bos=False)
+        assert torch.equal(
+            cache["blocks.1.attn.hook_pattern"], before["blocks.1.attn.hook_pattern"]
+        )

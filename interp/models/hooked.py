@@ -68,8 +68,11 @@ class HookedLM:
         model.set_attn_implementation(register_attention_function())
         self._probes = []
         for index, layer in enumerate(self._layers):
-            probe = AttentionProbe(index)
-            get_submodule(layer, self.arch.attn)._interp_probe = probe
+            attention = get_submodule(layer, self.arch.attn)
+            # Re-use a probe an earlier wrapper of the same model installed: replacing it would
+            # leave that wrapper's runs looking at probes the model no longer calls.
+            probe = getattr(attention, "_interp_probe", None) or AttentionProbe(index)
+            attention._interp_probe = probe
             self._probes.append(probe)
 
     def __repr__(self) -> str:
