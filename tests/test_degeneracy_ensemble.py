@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from interp.degeneracy.ensemble import Ensemble, train_ensemble
+from interp.degeneracy.geometry import cka_distances
 from interp.degeneracy.metrics import Degeneracy, measure_degeneracy
+from interp.degeneracy.training import activity, held_out, trial_steps
 
 SMALL = {"hidden_size": 8, "steps": 12, "batch_size": 4, "eval_batch": 8, "progress": False}
 
@@ -45,6 +47,58 @@ def test_each_member_depends_only_on_its_own_seeds():
         assert not torch.equal(trio.params[name][0], trio.params[name][1])
 
 
+def test_padding_of_variable_length_trials_does_not_couple_members():
+    # Members draw trials of different lengths; each step's batch is padded to the longest one.
+    # With the activity penalty over trial steps only, a member trains the same with any company.
+    options = {
+        **SMALL,
+        "task_options": {"delay_min": 1, "delay_max": 30},
+        "activity_penalty": 0.5,
+        "batch_size": 1,  # 16 trials per prefetched chunk: the members' longest trials differ
+    }
+    trio = train_ensemble("delayed_discrimination", "rnn_tanh", 3, [0, 1, 2], **options)
+    for i in range(3):
+        alone = train_ensemble("delayed_discrimination", "rnn_tanh", 1, [i], **options)
+        for name in trio.params:
+            torch.testing.assert_close(trio.params[name][i], alone.params[name][0])
+
+
+def test_trial_steps_and_activity_by_hand():
+    mask = torch.tensor(
+        [[False, True, False, True, False, False], [True, False, False] + [False] * 3]
+    )
+    steps = trial_steps(mask)
+    assert steps.tolist() == [[True] * 4 + [False] * 2, [True] + [False] * 5]
+    states = torch.randn(2, 6, 3, dtype=torch.float64)
+    states[0, 4:] = 1e6  # padding after the trials: must not count
+    states[1, 1:] = -1e6
+    by_hand = torch.cat([states[0, :4], states[1, :1]]).square().mean()
+    torch.testing.assert_close(activity(states, mask), by_hand)
+
+
+def test_state_metrics_leave_out_the_padding_of_variable_length_trials():
+    ensemble = train_ensemble(
+        "delayed_discrimination",
+        "rnn_tanh",
+        3,
+        task_options={"delay_min": 1, "delay_max": 8},
+        **SMALL,
+    )
+    result = measure_degeneracy(ensemble, n_trials=8, metrics=["cka"])
+    test = held_out(ensemble.make_task(), 1, 8)
+    per_member = []
+    for i in range(3):
+        states = ensemble.module(i)(test.x)[1].detach()
+        # each trial ends at its last response step (the response period closes the trial)
+        last = [int(torch.nonzero(test.mask[b]).max()) for b in range(8)]
+        per_member.append(torch.cat([states[b, : last[b] + 1] for b in range(8)]))
+    assert len(set(len(t) for t in per_member)) == 1 and len(per_member[0]) < test.mask.numel()
+    expected = cka_distances(torch.stack(per_member)[:, None])
+    torch.testing.assert_close(result.distances["cka"], expected, atol=1e-10, rtol=0)
+    padded = cka_distances(ensemble.run(test.x)[1])
+    assert (padded - expected).abs().max() > 1e-4  # the padding would have changed the answer
+
+
 def test_ensemble_save_load_and_member_modules(tmp_path):
     ensemble = train_ensemble(
         "flipflop", "rnn_tanh", 2, task_options={"bits": 2, "steps": 10}, **SMALL
@@ -67,6 +121,8 @@ def test_bad_ensemble_settings_are_rejected():
         train_ensemble("flipflop", "rnn_tanh", 2, [3, 3], **SMALL)
     with pytest.raises(ValueError, match="one seed"):
         train_ensemble("flipflop", "rnn_tanh", 3, [1, 2], **SMALL)
+    with pytest.raises(ValueError, match="data_seeds must be distinct"):
+        train_ensemble("flipflop", "rnn_tanh", 3, [1, 2, 3], data_seeds=[7, 8, 7], **SMALL)
     with pytest.raises(ValueError, match="unknown task"):
         train_ensemble("juggling", "rnn_tanh", 2, **SMALL)
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
+import json
+import os
+import re
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -46,8 +51,11 @@ def test_sweep_returns_a_tidy_table_and_trains_shared_settings_once(tmp_path):
         "metric",
         "level_kind",
         "degeneracy",
+        "se",
         "accuracy",
+        "worker",
     }
+    assert (frame.se > 0).all() and (frame.se < frame.degeneracy).all()
     base_rows = (
         frame[(frame.factor == "hidden_size") & (frame.level == 6)].set_index("metric").degeneracy
     )
@@ -88,38 +96,50 @@ def test_ray_executor_gives_the_same_numbers_as_in_process():
         [r["degeneracy"] for r in local.rows], rel=1e-6
     )
     assert remote.settings["executor"].startswith("RayExecutor")
+    # the jobs ran in Ray worker processes, the in-process ones here
+    assert {r["worker"].rsplit(":", 1)[1] for r in local.rows} == {str(os.getpid())}
+    remote_pids = {r["worker"].rsplit(":", 1)[1] for r in remote.rows}
+    assert remote_pids and str(os.getpid()) not in remote_pids
+
+
+def _report_heatmaps(html: str) -> dict[str, np.ndarray]:
+    """The heatmap matrices embedded in a report, by metric name (from each trace's hover text)."""
+    decoder = json.JSONDecoder()
+    found = {}
+    for call in re.finditer(r'Plotly\.newPlot\(\s*"[^"]+",\s*', html):
+        traces, _ = decoder.raw_decode(html, call.end())
+        for trace in traces:
+            if trace.get("type") != "heatmap":
+                continue
+            z = trace["z"]
+            if isinstance(z, dict):  # plotly's binary encoding of numpy arrays
+                shape = [int(v) for v in str(z["shape"]).split(",")]
+                z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape)
+            found[trace["hovertemplate"].split("<br>")[0]] = np.asarray(z, dtype=float)
+    return found
 
 
 def test_cli_writes_a_report_and_refuses_to_overwrite(tmp_path):
     from interp.cli import app
+    from interp.degeneracy.ensemble import Ensemble
+    from interp.degeneracy.metrics import METRICS, measure_degeneracy
 
     out = tmp_path / "report.html"
-    args = [
-        "degeneracy",
-        "--task",
-        "flipflop",
-        "--n-models",
-        "3",
-        "--hidden",
-        "6",
-        "--steps",
-        "5",
-        "-o",
-        "bits=1",
-        "-o",
-        "steps=12",
-        "--out",
-        str(out),
-        "--save-ensemble",
-        str(tmp_path / "ens"),
-    ]
+    args = ["degeneracy", "--task", "flipflop", "--n-models", "3", "--hidden", "6"]
+    args += ["--steps", "5", "-o", "bits=1", "-o", "steps=12", "--out", str(out)]
+    args += ["--eval-trials", "8", "--dsa-iters", "20", "--dsa-restarts", "2"]
+    args += ["--save-ensemble", str(tmp_path / "ens")]
     runner = CliRunner()
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert out.exists() and "plotly" in out.read_text()
-    from interp.degeneracy.ensemble import Ensemble
-
-    assert Ensemble.load(tmp_path / "ens").n_models == 3
+    ensemble = Ensemble.load(tmp_path / "ens")
+    assert ensemble.n_models == 3
+    # the report shows every metric's N x N matrix: the ones the saved ensemble gives
+    expected = measure_degeneracy(ensemble, n_trials=8, dsa_iters=20, dsa_restarts=2)
+    heatmaps = _report_heatmaps(out.read_text())
+    assert set(heatmaps) == set(expected.distances) == set(METRICS)
+    for name, d in expected.distances.items():
+        np.testing.assert_allclose(heatmaps[name], d.numpy(), atol=1e-12, err_msg=name)
     again = runner.invoke(app, args)
     assert again.exit_code != 0 and "already exists" in again.output
     assert torch.is_tensor(Ensemble.load(tmp_path / "ens").losses)

@@ -11,7 +11,7 @@ import torch
 
 from interp.degeneracy.geometry import cka_distances, procrustes_distances
 from interp.degeneracy.metrics import behaviour_distances
-from interp.degeneracy.pairs import degeneracy
+from interp.degeneracy.pairs import degeneracy, degeneracy_se
 from interp.degeneracy.weights import match_hidden_units, weight_distances
 
 
@@ -76,6 +76,15 @@ def _objective(p, rec1, inp1, out1, rec2, inp2, out2) -> float:
     )
 
 
+def _brute_force(args) -> float:
+    hidden = args[0].shape[-1]
+    return min(
+        _objective(torch.diag(torch.tensor(s, dtype=torch.float64))[list(perm)], *args)
+        for perm in itertools.permutations(range(hidden))
+        for s in itertools.product([-1.0, 1.0], repeat=hidden)
+    )
+
+
 def test_matching_of_a_noisy_copy_reaches_the_brute_force_optimum():
     g = torch.Generator().manual_seed(7)
     hidden = 5
@@ -94,11 +103,7 @@ def test_matching_of_a_noisy_copy_reaches_the_brute_force_optimum():
     p_found = perm_found[0]
     torch.testing.assert_close(p_found, p_true.T)  # net 2 = P_true net 1, so net 1 = P_trueᵀ net 2
     assert _objective(p_found, *args) == pytest.approx(float(squared[0]), rel=1e-10)
-    brute = min(
-        _objective(torch.diag(torch.tensor(s, dtype=torch.float64))[list(perm)], *args)
-        for perm in itertools.permutations(range(hidden))
-        for s in itertools.product([-1.0, 1.0], repeat=hidden)
-    )
+    brute = _brute_force(args)
     assert float(squared[0]) == pytest.approx(brute, rel=1e-9)
     # relative distance: D / sqrt(|θ1|² + |θ2|²)
     norms = sum(float(t.square().sum()) for t in (rec, inp, out, rec2, inp2, out2))
@@ -106,6 +111,29 @@ def test_matching_of_a_noisy_copy_reaches_the_brute_force_optimum():
         torch.stack([rec, rec2]), torch.stack([inp, inp2]), torch.stack([out, out2])
     )
     assert d[0, 1].item() == pytest.approx((brute / norms) ** 0.5, rel=1e-9)
+
+
+@pytest.mark.parametrize(("noise", "seed"), [(0.6, 4), (1.0, 0), (1.0, 3)])
+def test_refinement_reaches_the_brute_force_optimum_where_the_hungarian_start_does_not(noise, seed):
+    # Heavy noise (relative to each block's spread) scrambles the per-unit features the
+    # Hungarian start matches on; the quadratic-assignment refinement has to repair it.
+    g = torch.Generator().manual_seed(seed)
+    hidden = 5
+    rec, inp, out = _net(hidden, 2, 2, g)
+    p_true = _signed_permutation(hidden, g)
+    rec2, inp2, out2 = (
+        t + noise * t.std() * torch.randn(t.shape, generator=g, dtype=torch.float64)
+        for t in _apply(p_true, rec, inp, out)
+    )
+    weights = (torch.stack([rec, rec2]), torch.stack([inp, inp2]), torch.stack([out, out2]))
+    brute = _brute_force((rec[0], inp[0], out, rec2[0], inp2[0], out2))
+    _, start = match_hidden_units(*weights, refine_steps=0)
+    assert float(start[0]) > 1.05 * brute  # the case needs the refinement
+    p_found, squared = match_hidden_units(*weights)
+    assert float(squared[0]) == pytest.approx(brute, rel=1e-9)
+    assert _objective(p_found[0], rec[0], inp[0], out, rec2[0], inp2[0], out2) == pytest.approx(
+        brute, rel=1e-9
+    )
 
 
 def test_weight_distance_rejects_mismatched_shapes():
@@ -156,3 +184,20 @@ def test_behaviour_distance_and_summary_by_hand():
     assert degeneracy(d) == pytest.approx((3 + 1 + 4) / 3)
     with pytest.raises(ValueError, match="square"):
         degeneracy(torch.zeros(2, 3))
+
+
+def test_degeneracy_standard_error_is_the_leave_one_member_out_jackknife():
+    g = torch.Generator().manual_seed(2)
+    n = 6
+    x = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    d = torch.cdist(x, x)
+    # explicit jackknife: drop one member, average the remaining pairs
+    values = []
+    for k in range(n):
+        keep = [i for i in range(n) if i != k]
+        values.append(np.mean([float(d[i, j]) for a, i in enumerate(keep) for j in keep[a + 1 :]]))
+    values = np.array(values)
+    expected = np.sqrt((n - 1) / n * ((values - values.mean()) ** 2).sum())
+    assert degeneracy_se(d) == pytest.approx(expected, rel=1e-12)
+    assert values.mean() == pytest.approx(degeneracy(d), rel=1e-12)
+    assert np.isnan(degeneracy_se(d[:2, :2]))

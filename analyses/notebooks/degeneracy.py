@@ -12,7 +12,7 @@ CELLS = [
     ("code", "ensemble.figure()"),
     (
         "markdown",
-        "## Distances at three levels\n`behaviour`/`behaviour_ood`: RMS output difference (OOD = sequences twice as long). `dsa`: angular DSA distance (radians) between rank-10 DMD operators of 5-delay embeddings; `eigen_w1`: optimal transport between their eigenvalues; `cka`, `procrustes`: state geometry. `weights`: relative distance after signed-permutation matching; `weights_init`: the same between the untrained initial weights (chance level).",
+        "## Distances at three levels\n`behaviour`: RMS output difference on held-out trials; two out-of-distribution sets, reported separately: `behaviour_ood` on sequences twice as long, `behaviour_amp` on input pulses of amplitude 0.5 and 2 (trained at 1). `dsa`: angular DSA distance (radians) between rank-10 DMD operators of 5-delay embeddings (the orthogonal alignment is optimized from 11 starts per pair); `eigen_w1`: optimal transport between their eigenvalues; `cka`, `procrustes`: state geometry. `weights`: relative distance after signed-permutation matching; `weights_init`: the same between the untrained initial weights (chance level).",
     ),
     (
         "code",

@@ -15,7 +15,7 @@ from interp.degeneracy.ensemble import Ensemble, train_ensemble
 from interp.degeneracy.executors import LocalExecutor, RayExecutor, make_executor
 from interp.degeneracy.geometry import cka_distances, procrustes_distances
 from interp.degeneracy.metrics import Degeneracy, measure_degeneracy
-from interp.degeneracy.pairs import degeneracy
+from interp.degeneracy.pairs import degeneracy, degeneracy_se
 from interp.degeneracy.sweep import DegeneracySweep, degeneracy_sweep
 from interp.degeneracy.weights import match_hidden_units, weight_distances
 
@@ -27,6 +27,7 @@ __all__ = [
     "RayExecutor",
     "cka_distances",
     "degeneracy",
+    "degeneracy_se",
     "degeneracy_sweep",
     "dsa_distances",
     "eigenvalue_wasserstein",

@@ -51,6 +51,18 @@ def degeneracy_command(
     option: list[str] = typer.Option(
         [], "--option", "-o", help="Task option key=value, repeatable (e.g. -o bits=3 -o steps=32)."
     ),
+    eval_trials: int = typer.Option(
+        64, help="Held-out sequences shared by every network, on which the metrics are measured."
+    ),
+    dsa_iters: int = typer.Option(
+        300,
+        help="Adam steps of the DSA Procrustes optimization per start (fewer: faster, rougher).",
+    ),
+    dsa_restarts: int = typer.Option(
+        8,
+        help="DSA starts from the spectral relaxation, on top of the identity, a reflection and "
+        "the spectral start (0: those three only; faster, may miss the optimum).",
+    ),
     save_ensemble: Path = typer.Option(
         None, help="Also save the trained ensemble (weights + settings) to this folder."
     ),
@@ -59,8 +71,9 @@ def degeneracy_command(
     """Train an ensemble of RNNs on one task and report how different their solutions are.
 
     Degeneracy is measured at three levels (Huang et al. 2024): behaviour (output distances on
-    held-out and longer, out-of-distribution sequences), neural dynamics (DSA, eigenvalue
-    transport, CKA, Procrustes) and weights (distance after matching hidden units).
+    held-out sequences and on out-of-distribution ones: longer, and with other input
+    amplitudes), neural dynamics (DSA, eigenvalue transport, CKA, Procrustes) and weights
+    (distance after matching hidden units).
     """
     from rich.console import Console
 
@@ -87,7 +100,9 @@ def degeneracy_command(
             activity_penalty=activity_penalty,
             task_options=_parse_options(option),
         )
-        result = measure_degeneracy(ensemble)
+        result = measure_degeneracy(
+            ensemble, n_trials=eval_trials, dsa_iters=dsa_iters, dsa_restarts=dsa_restarts
+        )
     except (ValueError, TypeError) as error:
         raise typer.BadParameter(str(error)) from error
     console = Console()

@@ -11,12 +11,16 @@ not by the geometry of the states themselves:
 
        d(A, B) = min_{C orthogonal} arccos( tr(Aᵀ C B Cᵀ) / (‖A‖ ‖B‖) )     (angular score)
 
-   ``C = C₀ Cayley(S)``, ``Cayley(S) = (I + K)⁻¹ (I − K)`` with ``K = S − Sᵀ`` skew-symmetric,
-   optimized with Adam (cosine-decayed step, best iterate kept). The Cayley map only reaches
-   rotations (det +1) near ``C₀``, so three starts ``C₀`` are run: the identity, a reflection
-   (``diag(−1, 1, ..., 1)``), and a spectral start built from the eigenvectors of the operators'
-   symmetric parts (exact when ``A = Q B Qᵀ``; plain Adam from the identity often stalls in a
-   local minimum for random ``Q``). All pairs and all starts are one batched problem.
+   The problem is non-convex with many local minima, so it is solved from several starts in
+   both components of O(r): the identity, a reflection ``diag(−1, 1, ..., 1)``, a spectral start
+   from the eigenvectors of the operators' symmetric parts (exact when ``A = Q B Qᵀ``) and
+   ``restarts`` starts from the spectral relaxation of the quadratic form
+   ``vec(C)ᵀ (A ⊗ B) vec(C)``. From each, ``C = C₀ Cayley(S)`` with ``S`` skew-symmetric is
+   optimized by Adam (cosine-decayed step, ``C₀`` re-based every few steps, best iterate kept);
+   the best start wins. All pairs and all starts are one batched problem. On 56 test pairs
+   (noisy conjugate pairs of rank 4-10 and DMD operators of trained flip-flop RNNs, rank 10)
+   this reached the best of 60 random-restart BFGS runs to 1e-5 rad in every case, where the
+   three fixed starts alone ended up to 0.11 rad above it.
 
 The fast variant skips the optimization: the 1-Wasserstein (optimal-transport) distance between
 the two eigenvalue sets in the complex plane. Eigenvalues are invariant to any change of basis,
@@ -63,12 +67,16 @@ def fit_dmd(
     delay_interval: int = 1,
     rank: int | None = None,
     ridge: float = 0.0,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Reduced-rank linear dynamics ``A`` of trajectories ``states [..., trials, T, n]``.
 
     Leading dimensions (e.g. models of an ensemble) are batched. The delay embedding is projected
     onto its top ``rank`` right singular vectors (all of them when ``rank`` is None) and
-    ``z_{t+1} = A z_t`` is fitted by ridge regression (``ridge`` ≥ 0). Returns ``[..., r, r]``.
+    ``z_{t+1} = A z_t`` is fitted by ridge regression (``ridge`` ≥ 0). ``valid [trials, T]``
+    (bool, optional) marks the steps that belong to each trial (variable-length trials padded
+    to ``T``): only delay windows made of valid steps, and transitions between two such windows,
+    enter the SVD and the regression. Returns ``[..., r, r]``.
     """
     if states.ndim < 3:
         raise ValueError(f"states must be [..., trials, T, n], got shape {tuple(states.shape)}")
@@ -79,11 +87,25 @@ def fit_dmd(
     rank = dim if rank is None else rank
     if not 1 <= rank <= dim:
         raise ValueError(f"rank must be in [1, {dim}] (the delay-embedding dimension), got {rank}")
-    flat = hankel.reshape(*hankel.shape[:-3], -1, dim)
+    windows = torch.ones(hankel.shape[-3:-1], dtype=hankel.dtype, device=hankel.device)
+    if valid is not None:
+        if valid.shape != states.shape[-3:-1]:
+            raise ValueError(
+                f"valid must be [trials, T] = {tuple(states.shape[-3:-1])}, got {tuple(valid.shape)}"
+            )
+        span = (n_delays - 1) * delay_interval + 1
+        windows = valid.unfold(-1, span, 1)[..., ::delay_interval].all(-1).to(hankel.dtype)
+    transitions = windows[:, :-1] * windows[:, 1:]
+    if transitions.sum() == 0:
+        raise ValueError(
+            "no valid transitions to fit: every trial is shorter than the delay window + 1"
+        )
+    flat = (hankel * windows[..., None]).reshape(*hankel.shape[:-3], -1, dim)
     _, _, vh = torch.linalg.svd(flat, full_matrices=False)
     z = hankel @ vh[..., :rank, :].mT.unsqueeze(-3)  # [..., trials, T', r]
-    before = z[..., :-1, :].reshape(*z.shape[:-3], -1, rank)
-    after = z[..., 1:, :].reshape(*z.shape[:-3], -1, rank)
+    weight = transitions[..., None]
+    before = (z[..., :-1, :] * weight).reshape(*z.shape[:-3], -1, rank)
+    after = (z[..., 1:, :] * weight).reshape(*z.shape[:-3], -1, rank)
     gram = before.mT @ before + ridge * torch.eye(rank, dtype=z.dtype, device=z.device)
     return torch.linalg.solve(gram, before.mT @ after).mT
 
@@ -117,29 +139,73 @@ def _spectral_start(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return u @ (signs[..., :, None] * v.mT)
 
 
-def _starts(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Starting rotations ``[3, P, r, r]``: identity, a reflection, and the spectral start."""
+_RELAXATION_CHUNK = 1 << 24  # matrix entries per batched eigh of the relaxation (~128 MB)
+
+
+def _relaxation_starts(a: torch.Tensor, b: torch.Tensor, count: int) -> torch.Tensor:
+    """``count`` starts ``[count, P, r, r]`` from the spectral relaxation of the problem.
+
+    ``tr(Aᵀ C B Cᵀ) = vec(C)ᵀ (A ⊗ B) vec(C)`` (row-major ``vec``) is a quadratic form in ``C``.
+    Relaxing ``C ∈ O(r)`` to the sphere ``‖C‖_F² = r`` makes its maximizers the leading
+    eigenvectors of the symmetric part ``(A ⊗ B + Aᵀ ⊗ Bᵀ) / 2`` (as in spectral graph matching);
+    each of the top ``count`` eigenvectors, reshaped to ``r x r``, is projected back onto O(r) by
+    its polar factor. Unlike random starts they land in the basins of good solutions: on noisy
+    pairs and on DMD operators of trained RNNs they reach the best of many random restarts where
+    the identity, reflection and symmetric-part starts alone end up to ~0.1 rad higher.
+    Cost ``O(P r⁶)`` (dense ``r² x r²`` eigenproblems, chunked over pairs to bound memory).
+    """
+    pairs, rank = a.shape[0], a.shape[-1]
+    count = min(count, rank * rank)
+    chunk = max(1, _RELAXATION_CHUNK // rank**4)
+    vectors = []
+    for lo in range(0, pairs, chunk):
+        sa, sb = a[lo : lo + chunk], b[lo : lo + chunk]
+        kron = torch.einsum("pij,pkl->pikjl", sa, sb).reshape(len(sa), rank * rank, rank * rank)
+        top = torch.linalg.eigh(kron + kron.mT)[1][..., -count:]  # [p, r², count]
+        vectors.append(top.mT.reshape(len(sa), count, rank, rank))
+    u, _, vh = torch.linalg.svd(torch.cat(vectors).transpose(0, 1))
+    return u @ vh
+
+
+def _starts(a: torch.Tensor, b: torch.Tensor, restarts: int) -> torch.Tensor:
+    """Starting points ``[3 + restarts, P, r, r]`` in O(r), in both components (det ±1).
+
+    The identity, a reflection ``diag(−1, 1, ..., 1)``, the symmetric-part spectral start and
+    ``restarts`` starts from the spectral relaxation.
+    """
     rank = a.shape[-1]
     eye = torch.eye(rank, dtype=a.dtype).expand_as(a)
     reflect = eye.clone()
     reflect[..., 0, 0] = -1.0
-    return torch.stack([eye, reflect, _spectral_start(a, b)])
+    fixed = torch.stack([eye, reflect, _spectral_start(a, b)])
+    if restarts == 0:
+        return fixed
+    return torch.cat([fixed, _relaxation_starts(a, b, restarts)])
+
+
+_RECENTER = 20  # Adam steps between re-basing C0 <- C0 Cayley(S), S <- 0
 
 
 def procrustes_vector_fields(
     a: torch.Tensor,
     b: torch.Tensor,
     *,
-    iters: int = 500,
-    lr: float = 0.01,
+    iters: int = 300,
+    lr: float = 0.03,
+    restarts: int = 8,
     score: str = "angular",
 ) -> torch.Tensor:
     """Batched ``min_{C ∈ O(r)} d(A, C B Cᵀ)`` for operator pairs ``a, b [P, r, r]`` -> ``[P]``.
 
     Both operators are scaled to unit Frobenius norm first. ``score="angular"`` returns
     ``arccos(tr(Aᵀ C B Cᵀ))`` in radians (0 = same dynamics up to rotation, π/2 = orthogonal);
-    ``score="euclidean"`` returns ``‖A − C B Cᵀ‖_F``. Every pair is optimized from three starts
-    (identity, a reflection, the spectral start) in one batched Adam run; the best one wins.
+    ``score="euclidean"`` returns ``‖A − C B Cᵀ‖_F``. Every pair is optimized from
+    ``3 + restarts`` starts (see :func:`_starts`) in one batched Adam run of ``iters`` steps
+    (cosine-decayed from ``lr``) and the best iterate of the best start wins. The problem is
+    non-convex with many local minima (plain Adam from the identity stalls ~0.1-0.4 rad above the
+    optimum on random pairs), hence the restarts; ``C = C₀ Cayley(S)`` is re-based every
+    ``_RECENTER`` steps so ``S`` stays small: the Cayley map from a fixed ``C₀`` cannot reach
+    rotations with eigenvalue −1 and distorts the steps far from ``C₀``.
     """
     if a.shape != b.shape or a.ndim != 3 or a.shape[-1] != a.shape[-2]:
         raise ValueError(
@@ -147,34 +213,47 @@ def procrustes_vector_fields(
         )
     if score not in {"angular", "euclidean"}:
         raise ValueError(f"score must be 'angular' or 'euclidean', got {score!r}")
-    if iters < 0:
-        raise ValueError(f"iters must be >= 0, got {iters}")
+    if iters < 0 or restarts < 0:
+        raise ValueError(f"iters and restarts must be >= 0, got {iters}, {restarts}")
     a = a.detach().double()
     b = b.detach().double()
     a = a / torch.linalg.matrix_norm(a).clamp_min(1e-12)[:, None, None]
     b = b / torch.linalg.matrix_norm(b).clamp_min(1e-12)[:, None, None]
-    starts = _starts(a, b)  # [S, P, r, r]
-    a_rep = a.expand(starts.shape[0], *a.shape)
-    params = torch.zeros_like(starts, requires_grad=True)
-    best_params = params.detach().clone()
-    best_loss = torch.full(starts.shape[:2], torch.inf, dtype=a.dtype)
+    base = _starts(a, b, restarts)  # [S, P, r, r]
+    a_rep = a.expand(base.shape[0], *a.shape)
+
+    def loss(c: torch.Tensor) -> torch.Tensor:
+        return (a_rep - c @ b @ c.mT).square().sum(dim=(-1, -2))
+
+    best_c = base.clone()
+    best_loss = torch.full(base.shape[:2], torch.inf, dtype=a.dtype)
+
+    def keep_best(c: torch.Tensor, value: torch.Tensor) -> None:
+        nonlocal best_loss  # Adam hovers around a minimum: keep the best iterate seen
+        better = value < best_loss
+        best_loss = torch.where(better, value, best_loss)
+        best_c[better] = c[better]
+
+    params = torch.zeros_like(base, requires_grad=True)
     optimizer = torch.optim.Adam([params], lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(iters, 1))
     with torch.enable_grad():
-        for _ in range(iters + 1):
+        for step in range(1, iters + 1):
             optimizer.zero_grad()
-            c = starts @ _cayley(params)
-            per_problem = (a_rep - c @ b @ c.mT).square().sum(dim=(-1, -2))
-            with torch.no_grad():  # Adam hovers around a minimum: keep the best iterate seen
-                better = per_problem < best_loss
-                best_loss = torch.where(better, per_problem, best_loss)
-                best_params[better] = params[better]
+            c = base @ _cayley(params)
+            per_problem = loss(c)
+            keep_best(c.detach(), per_problem.detach())
             per_problem.sum().backward()
             optimizer.step()
             schedule.step()
+            if step % _RECENTER == 0:
+                with torch.no_grad():
+                    base = base @ _cayley(params)
+                    params.zero_()
     with torch.no_grad():
-        c = starts @ _cayley(best_params)
-        aligned = c @ b @ c.mT
+        c = base @ _cayley(params)
+        keep_best(c, loss(c))
+        aligned = best_c @ b @ best_c.mT
         if score == "angular":
             cosine = (a_rep * aligned).sum(dim=(-1, -2)).clamp(-1.0, 1.0)
             return torch.arccos(cosine).min(dim=0).values
@@ -182,13 +261,21 @@ def procrustes_vector_fields(
 
 
 def dsa_distances(
-    operators: torch.Tensor, *, iters: int = 500, lr: float = 0.01, score: str = "angular"
+    operators: torch.Tensor,
+    *,
+    iters: int = 300,
+    lr: float = 0.03,
+    restarts: int = 8,
+    score: str = "angular",
 ) -> torch.Tensor:
-    """Symmetric ``[N, N]`` DSA distances between ``N`` operators ``[N, r, r]`` (all pairs batched)."""
+    """Symmetric ``[N, N]`` DSA distances between ``N`` operators ``[N, r, r]`` (all pairs batched).
+
+    ``iters``, ``lr``, ``restarts`` and ``score`` are those of :func:`procrustes_vector_fields`.
+    """
     _check_operators(operators)
     left, right = pair_indices(operators.shape[0])
     values = procrustes_vector_fields(
-        operators[left], operators[right], iters=iters, lr=lr, score=score
+        operators[left], operators[right], iters=iters, lr=lr, restarts=restarts, score=score
     )
     return square_from_pairs(values, operators.shape[0])
 

@@ -23,7 +23,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from tqdm import tqdm
 
 from interp import __version__
-from interp.degeneracy.training import DataStream, held_out, masked_loss
+from interp.degeneracy.training import DataStream, activity, held_out, masked_loss
 from interp.results import Result
 from interp.rnn.nets import make_net
 from interp.rnn.tasks import Task, TaskBatch, make_task
@@ -115,6 +115,11 @@ def _check_settings(
         raise ValueError(
             f"seeds must be distinct (identical seeds give identical members), got {seeds}"
         )
+    if len(set(data_seeds)) != n_models:
+        raise ValueError(
+            "data_seeds must be distinct (a shared data seed gives members the same training "
+            f"batches in the same order), got {data_seeds}"
+        )
     if steps < 1 or lr <= 0:
         raise ValueError(f"steps must be >= 1 and lr > 0, got steps={steps}, lr={lr}")
 
@@ -151,8 +156,9 @@ def train_ensemble(
     """Train ``n_models`` networks of kind ``net`` on ``task``, all at once.
 
     ``seeds[i]`` sets model i's initial weights (default ``0..n_models-1``); ``data_seeds[i]`` its
-    training batches (default ``seeds[i] + 2**20``). The loss is the task loss plus
-    ``activity_penalty * mean(h²)`` over states; ``weight_decay`` is AdamW's decoupled decay.
+    training batches (default ``seeds[i] + 2**20``); both lists must be free of duplicates. The
+    loss is the task loss plus ``activity_penalty * mean(h²)`` over the states of the trial steps
+    (padding after a variable-length trial's end excluded); ``weight_decay`` is AdamW's decay.
     ``vectorized=False`` trains the members one after another on the same data (reference path).
     """
     task_obj = make_task(task, **(task_options or {})) if isinstance(task, str) else task
@@ -211,7 +217,7 @@ def train_ensemble(
 
 def _objective(outputs: Tensor, states: Tensor, batch: TaskBatch, kind: str, penalty: float):
     task_loss = masked_loss(outputs, batch.y, batch.mask, kind)
-    return task_loss + penalty * states.square().mean(), task_loss
+    return task_loss + penalty * activity(states, batch.mask), task_loss
 
 
 def _train_vectorized(models, kind, stream, settings, progress):

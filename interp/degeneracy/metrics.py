@@ -6,12 +6,17 @@ independently trained solutions are on average (Huang et al. 2024).
 
 - ``behaviour``: RMS difference of the members' outputs (after the task's output nonlinearity:
   identity for mse, sigmoid for bce, softmax for ce) over the masked steps of a shared held-out
-  batch; ``behaviour_ood`` the same on out-of-distribution inputs — sequences ``ood_factor``
-  times longer than training ones (delays, memory spans and generation horizons beyond training).
+  batch. Two out-of-distribution sets, reported separately: ``behaviour_ood`` on sequences
+  ``ood_factor`` times longer than training ones (delays, memory spans and generation horizons
+  beyond training), ``behaviour_amp`` on training-length inputs whose amplitude is scaled by each
+  of ``ood_amplitudes`` (flip-flop pulses, delayed-discrimination stimuli; one RMS over all of
+  them). ``behaviour_amp`` exists only for tasks whose ``amplitude`` option changes the inputs;
+  for other tasks it is skipped (``settings["skipped"]`` says why).
 - ``dsa``: Dynamical Similarity Analysis angular distance (radians) of the members' state
   trajectories on the held-out batch; ``eigen_w1`` its optimization-free eigenvalue-transport
   variant; ``cka`` (1 − linear CKA) and ``procrustes`` (angular shape distance) compare the state
-  geometry without time.
+  geometry without time. All four use only the steps of each trial up to its last scored step
+  (the padding of variable-length trials is left out).
 - ``weights``: relative weight distance after matching hidden units by a signed permutation
   (signs only for odd nonlinearities); ``weights_init`` the same distance between the members'
   *initial* weights — the chance level of unrelated random networks of this size, which grows with
@@ -31,14 +36,16 @@ from interp.degeneracy.dsa import dsa_distances, eigenvalue_wasserstein, fit_dmd
 from interp.degeneracy.ensemble import Ensemble
 from interp.degeneracy.geometry import cka_distances, procrustes_distances
 from interp.degeneracy.pairs import degeneracy, pair_indices, square_from_pairs
-from interp.degeneracy.training import held_out
+from interp.degeneracy.training import held_out, stack_batches, trial_steps
 from interp.degeneracy.weights import weight_distances
 from interp.results import Result
 from interp.rnn.nets import make_net
+from interp.rnn.tasks import Task, TaskBatch, make_task
 
 METRICS = {
     "behaviour": "behaviour",
     "behaviour_ood": "behaviour",
+    "behaviour_amp": "behaviour",
     "dsa": "dynamics",
     "eigen_w1": "dynamics",
     "cka": "dynamics",
@@ -129,23 +136,51 @@ def ensemble_weights(
     return w_rec, w_in, p["out.weight"], signs
 
 
+def amplitude_batch(
+    task: Task, seed: int, batch_size: int, amplitudes: tuple[float, ...]
+) -> TaskBatch | str:
+    """Held-out inputs with their amplitude scaled by each of ``amplitudes`` (stacked along the batch).
+
+    The factors multiply the task's own ``amplitude`` (1 unless trained otherwise). Returns a
+    reason (str) instead when the task has no ``amplitude`` option or it leaves the inputs alone.
+    """
+    if not amplitudes or any(not a > 0 for a in amplitudes):
+        raise ValueError(f"ood_amplitudes must be positive factors, got {amplitudes!r}")
+    base = task.config.get("amplitude", 1.0)
+    try:
+        tasks = [make_task(**{**task.config, "amplitude": base * a}) for a in amplitudes]
+    except TypeError:
+        return f"task {task.name!r} has no amplitude option"
+    batches = [held_out(t, seed, batch_size) for t in tasks]
+    reference = held_out(task, seed, batch_size).x
+    if all(torch.equal(b.x, reference) for b in batches):
+        return f"the amplitude option of {task.name!r} does not change its inputs"
+    stacked = stack_batches(batches)
+    return TaskBatch(*(t.flatten(0, 1) for t in (stacked.x, stacked.y, stacked.mask)))
+
+
 def measure_degeneracy(
     ensemble: Ensemble,
     *,
     n_trials: int = 64,
     eval_seed: int = 1,
     ood_factor: float = 2.0,
+    ood_amplitudes: tuple[float, ...] = (0.5, 2.0),
     n_delays: int = 5,
     rank: int = 10,
     ridge: float = 1e-4,
     dsa_iters: int = 300,
+    dsa_restarts: int = 8,
     metrics: list[str] | None = None,
 ) -> Degeneracy:
     """All distance matrices of ``ensemble`` (or the subset named in ``metrics``; see ``METRICS``).
 
     Inputs are one held-out batch of ``n_trials`` sequences (``eval_seed``) shared by every member;
-    DSA uses ``n_delays`` delays, a rank-``rank`` DMD with ridge ``ridge`` and ``dsa_iters`` Adam
-    steps of the batched Procrustes optimization.
+    the out-of-distribution sets are ``ood_factor`` times longer and scaled by ``ood_amplitudes``.
+    DSA uses ``n_delays`` delays, a rank-``rank`` DMD with ridge ``ridge``, and ``dsa_iters`` Adam
+    steps from ``3 + dsa_restarts`` starts of the batched Procrustes optimization. With
+    ``metrics=None`` every metric that applies to the task is measured; naming one that does not
+    apply (``behaviour_amp`` for a task without input amplitude) is an error.
     """
     chosen = list(METRICS) if metrics is None else list(metrics)
     unknown = [m for m in chosen if m not in METRICS]
@@ -156,7 +191,9 @@ def measure_degeneracy(
     task = ensemble.make_task()
     test = held_out(task, eval_seed, n_trials)
     outputs, states = ensemble.run(test.x)
+    steps = trial_steps(test.mask)  # [B, T]: drop the padding of variable-length trials
     distances: dict[str, Tensor] = {}
+    skipped: dict[str, str] = {}
     if "behaviour" in chosen:
         distances["behaviour"] = behaviour_distances(outputs, test.mask, task.loss)
     if "behaviour_ood" in chosen:
@@ -164,21 +201,32 @@ def measure_degeneracy(
         distances["behaviour_ood"] = behaviour_distances(
             ensemble.run(ood.x)[0], ood.mask, task.loss
         )
+    if "behaviour_amp" in chosen:
+        scaled = amplitude_batch(task, eval_seed, n_trials, tuple(ood_amplitudes))
+        if isinstance(scaled, str):
+            if metrics is not None:
+                raise ValueError(f"behaviour_amp does not apply: {scaled}")
+            skipped["behaviour_amp"] = scaled
+        else:
+            distances["behaviour_amp"] = behaviour_distances(
+                ensemble.run(scaled.x)[0], scaled.mask, task.loss
+            )
     if {"dsa", "eigen_w1"} & set(chosen):
         operators = fit_dmd(
             states.double(),
             n_delays=n_delays,
             rank=min(rank, n_delays * states.shape[-1]),
             ridge=ridge,
+            valid=steps,
         )
         if "dsa" in chosen:
-            distances["dsa"] = dsa_distances(operators, iters=dsa_iters)
+            distances["dsa"] = dsa_distances(operators, iters=dsa_iters, restarts=dsa_restarts)
         if "eigen_w1" in chosen:
             distances["eigen_w1"] = eigenvalue_wasserstein(operators)
     if "cka" in chosen:
-        distances["cka"] = cka_distances(states)
+        distances["cka"] = cka_distances(states[:, steps])
     if "procrustes" in chosen:
-        distances["procrustes"] = procrustes_distances(states)
+        distances["procrustes"] = procrustes_distances(states[:, steps])
     if "weights" in chosen:
         w_rec, w_in, w_out, signs = ensemble_weights(ensemble)
         distances["weights"] = weight_distances(w_rec, w_in, w_out, signs=signs)
@@ -199,10 +247,13 @@ def measure_degeneracy(
             "n_trials": n_trials,
             "eval_seed": eval_seed,
             "ood_factor": ood_factor,
+            "ood_amplitudes": list(ood_amplitudes),
             "n_delays": n_delays,
             "rank": rank,
             "ridge": ridge,
             "dsa_iters": dsa_iters,
+            "dsa_restarts": dsa_restarts,
+            "skipped": skipped,
             "summary": "mean off-diagonal distance",
         },
     )

@@ -38,3 +38,22 @@ def degeneracy(distances: torch.Tensor) -> float:
         )
     left, right = pair_indices(distances.shape[0])
     return float(distances[left, right].double().mean())
+
+
+def degeneracy_se(distances: torch.Tensor) -> float:
+    """Jackknife standard error of :func:`degeneracy` over ensemble members (NaN below 3 members).
+
+    Pairs sharing a member are not independent, so the error comes from leaving out one member
+    at a time: ``θ₋ₖ`` = mean distance over the pairs without member ``k``, and
+    ``SE² = (N − 1)/N · Σₖ (θ₋ₖ − mean θ₋)²``. Two degeneracies differ beyond noise when they are
+    more than about ``2 sqrt(SE₁² + SE₂²)`` apart.
+    """
+    degeneracy(distances)  # validates the matrix
+    n = distances.shape[0]
+    if n < 3:
+        return float("nan")
+    d = distances.double()
+    d = d - torch.diag_embed(torch.diagonal(d))
+    total = d.sum() / 2
+    leave_out = (total - d.sum(dim=1)) / ((n - 1) * (n - 2) / 2)  # [N]
+    return float(((n - 1) / n * (leave_out - leave_out.mean()).square().sum()).sqrt())

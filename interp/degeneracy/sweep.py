@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import os
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -26,6 +28,7 @@ from interp import __version__
 from interp.degeneracy.ensemble import train_ensemble
 from interp.degeneracy.executors import Executor, LocalExecutor
 from interp.degeneracy.metrics import METRICS, measure_degeneracy
+from interp.degeneracy.pairs import degeneracy_se
 from interp.results import Result
 
 if TYPE_CHECKING:
@@ -55,6 +58,7 @@ def run_job(job: SweepJob) -> dict[str, Any]:
     """Train one ensemble and measure it; returns summaries, accuracy, timing and the matrices.
 
     Runs on one thread (a sweep's parallelism is across jobs), restoring the setting afterwards.
+    ``worker`` (``host:pid``) records the process that ran the job.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -68,16 +72,21 @@ def run_job(job: SweepJob) -> dict[str, Any]:
         torch.set_num_threads(threads)
     return {
         "summary": result.summary,
+        "se": {name: degeneracy_se(d) for name, d in result.distances.items()},
         "accuracy": float(ensemble.accuracy.mean()),
         "final_loss": float(ensemble.losses[-10:].mean()),
         "seconds": time.perf_counter() - start,
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
         "distances": {name: d.tolist() for name, d in result.distances.items()},
     }
 
 
 @dataclasses.dataclass
 class DegeneracySweep(Result):
-    """Tidy rows (one per task x factor x level x metric) plus the distances of one example ensemble."""
+    """Tidy rows (one per task x factor x level x metric) plus the distances of one example ensemble.
+
+    Each row holds the ``degeneracy`` and its jackknife standard error ``se`` over members.
+    """
 
     rows: list[dict[str, Any]]
     example: dict[str, Tensor]
@@ -176,9 +185,11 @@ def degeneracy_sweep(
                     "metric": metric,
                     "level_kind": METRICS[metric],
                     "degeneracy": value,
+                    "se": outcome["se"][metric],
                     "accuracy": outcome["accuracy"],
                     "final_loss": outcome["final_loss"],
                     "seconds": outcome["seconds"],
+                    "worker": outcome["worker"],
                 }
             )
     first = results[planned[0][3].key()]

@@ -1,6 +1,7 @@
 """Pieces the ensemble trainer needs that do not depend on vectorization: losses and data streams.
 
-``masked_loss`` is written without boolean indexing so it runs unchanged under ``torch.func.vmap``.
+``masked_loss``, ``trial_steps`` and ``activity`` are written without boolean indexing so they run
+unchanged under ``torch.func.vmap``.
 ``DataStream`` gives every ensemble member its own seeded sequence of training batches, so a model's
 training data depends only on its own data seed, not on which other models share the ensemble.
 """
@@ -29,6 +30,23 @@ def masked_loss(outputs: Tensor, y: Tensor, mask: Tensor, kind: str) -> Tensor:
         per_step = -logp.gather(-1, y.long().unsqueeze(-1)).squeeze(-1)
     else:
         raise ValueError(f"loss must be one of 'mse', 'bce', 'ce'; got {kind!r}")
+    return (per_step * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def trial_steps(mask: Tensor) -> Tensor:
+    """``[..., T]`` bool: the steps of each trial up to and including its last scored step.
+
+    Variable-length trials are right-padded to a common length (``TaskBatch.mask`` False there);
+    the padded steps after a trial's last scored step are not part of the trial, so state-based
+    quantities (activity penalty, DSA, CKA, Procrustes) leave them out like the task loss does.
+    """
+    return mask.long().flip(-1).cumsum(-1).flip(-1) > 0
+
+
+def activity(states: Tensor, mask: Tensor) -> Tensor:
+    """Mean squared state ``mean(h²)`` over the trial steps (``trial_steps(mask)``) of ``states [..., T, S]``."""
+    weight = trial_steps(mask).to(states.dtype)
+    per_step = states.square().mean(dim=-1)
     return (per_step * weight).sum() / weight.sum().clamp_min(1.0)
 
 

@@ -118,23 +118,39 @@ def _check_batch(batch: int) -> None:
         raise ValueError(f"batch must be a positive int, got {batch!r}")
 
 
+def _amplitude_config(amplitude: float) -> dict[str, float]:
+    """Validate an ``amplitude`` option; it enters ``config`` only when not the default 1.
+
+    (So configs of default tasks, and runs saved before the option existed, stay unchanged.)
+    """
+    if isinstance(amplitude, bool) or not isinstance(amplitude, (int, float)):
+        raise ValueError(f"amplitude must be a number, got {amplitude!r}")
+    if not math.isfinite(amplitude) or amplitude <= 0:
+        raise ValueError(f"amplitude must be finite and > 0, got {amplitude!r}")
+    return {} if amplitude == 1.0 else {"amplitude": float(amplitude)}
+
+
 class FlipFlop(Task):
     """K-bit flip-flop: output k holds the sign of the last ±1 pulse on input k.
 
     A step counts as correct when every output is within ``tolerance`` (0.5) of its ±1 target.
+    ``amplitude`` scales the input pulses to ±amplitude (targets stay ±1): trained at 1, other
+    amplitudes probe out-of-distribution behaviour.
     """
 
     name = "flipflop"
     loss = "mse"
     tolerance = 0.5
 
-    def __init__(self, bits: int = 3, steps: int = 64, p_pulse: float = 0.5) -> None:
+    def __init__(
+        self, bits: int = 3, steps: int = 64, p_pulse: float = 0.5, amplitude: float = 1.0
+    ) -> None:
         if bits < 1 or steps < 1 or not 0 < p_pulse <= 1:
             raise ValueError(
                 f"flipflop needs bits >= 1, steps >= 1, 0 < p_pulse <= 1; got {bits}, {steps}, {p_pulse}"
             )
-        super().__init__(bits=bits, steps=steps, p_pulse=p_pulse)
-        self.bits, self.steps, self.p_pulse = bits, steps, p_pulse
+        super().__init__(bits=bits, steps=steps, p_pulse=p_pulse, **_amplitude_config(amplitude))
+        self.bits, self.steps, self.p_pulse, self.amplitude = bits, steps, p_pulse, amplitude
         self.input_size = self.output_size = bits
 
     def sample(self, batch, generator, *, split="train", length=None):
@@ -149,7 +165,7 @@ class FlipFlop(Task):
         index = torch.arange(steps).view(1, steps, 1) * pulses
         last = index.cummax(dim=1).values
         y = x.gather(1, last)
-        return TaskBatch(x, y, torch.ones(batch, steps, dtype=torch.bool))
+        return TaskBatch(x * self.amplitude, y, torch.ones(batch, steps, dtype=torch.bool))
 
 
 class _BitMemory(Task):
@@ -216,6 +232,7 @@ class SineWave(Task):
     """Sine generation: a constant input ``0.25 + (ω - ω_min)/(ω_max - ω_min)`` asks for sin(ω t).
 
     Train uses ``frequencies`` evenly spaced ω; test draws ω anywhere in the range (interpolation).
+    ``amplitude`` scales the target wave to ``amplitude * sin(ω t)`` (the input is unchanged).
     """
 
     name = "sine"
@@ -224,15 +241,25 @@ class SineWave(Task):
     output_size = 1
 
     def __init__(
-        self, steps: int = 64, frequencies: int = 51, omega_min: float = 0.1, omega_max: float = 0.6
+        self,
+        steps: int = 64,
+        frequencies: int = 51,
+        omega_min: float = 0.1,
+        omega_max: float = 0.6,
+        amplitude: float = 1.0,
     ) -> None:
         if steps < 1 or frequencies < 2 or not 0 < omega_min < omega_max:
             raise ValueError(
                 "sine needs steps >= 1, frequencies >= 2 and 0 < omega_min < omega_max"
             )
         super().__init__(
-            steps=steps, frequencies=frequencies, omega_min=omega_min, omega_max=omega_max
+            steps=steps,
+            frequencies=frequencies,
+            omega_min=omega_min,
+            omega_max=omega_max,
+            **_amplitude_config(amplitude),
         )
+        self.amplitude = amplitude
         self.steps, self.frequencies, self.omega_min, self.omega_max = (
             steps,
             frequencies,
@@ -252,7 +279,7 @@ class SineWave(Task):
             omega = self.omega_min + span * torch.rand(batch, generator=generator)
         u = 0.25 + (omega - self.omega_min) / span
         x = u.view(-1, 1, 1).expand(batch, steps, 1).clone()
-        y = torch.sin(omega.view(-1, 1, 1) * torch.arange(steps).view(1, -1, 1))
+        y = self.amplitude * torch.sin(omega.view(-1, 1, 1) * torch.arange(steps).view(1, -1, 1))
         return TaskBatch(x, y, torch.ones(batch, steps, dtype=torch.bool))
 
 
@@ -261,7 +288,8 @@ class DelayedDiscrimination(Task):
 
     Inputs: [stimulus amplitude f/34 Hz, go cue]. Periods (steps): fixation, f1 ``stimulus``,
     delay drawn from [delay_min, delay_max], f2 ``stimulus``, response. f1 ~ U[10, 34] Hz and
-    f2 = f1 ± U[2, 8] Hz (kept in range). Only response steps count.
+    f2 = f1 ± U[2, 8] Hz (kept in range). Only response steps count. ``amplitude`` scales the
+    stimulus channel (the answer sign(f1 - f2) and the go cue are unchanged).
     """
 
     name = "delayed_discrimination"
@@ -272,11 +300,11 @@ class DelayedDiscrimination(Task):
     stimulus = 5
     response = 5
 
-    def __init__(self, delay_min: int = 10, delay_max: int = 20) -> None:
+    def __init__(self, delay_min: int = 10, delay_max: int = 20, amplitude: float = 1.0) -> None:
         if not 0 <= delay_min <= delay_max:
             raise ValueError(f"need 0 <= delay_min <= delay_max, got {delay_min}, {delay_max}")
-        super().__init__(delay_min=delay_min, delay_max=delay_max)
-        self.delay_min, self.delay_max = delay_min, delay_max
+        super().__init__(delay_min=delay_min, delay_max=delay_max, **_amplitude_config(amplitude))
+        self.delay_min, self.delay_max, self.amplitude = delay_min, delay_max, amplitude
 
     def sample(self, batch, generator, *, split="train", length=None):
         _check_batch(batch)
@@ -302,9 +330,8 @@ class DelayedDiscrimination(Task):
         in1 = (t >= start1) & (t < start1 + self.stimulus)
         in2 = (t >= start2) & (t < go)
         respond = (t >= go) & (t < go + self.response)
-        x = torch.stack(
-            [in1 * f1.view(-1, 1) / 34 + in2 * f2.view(-1, 1) / 34, respond.float()], dim=-1
-        )
+        stimulus = (in1 * f1.view(-1, 1) / 34 + in2 * f2.view(-1, 1) / 34) * self.amplitude
+        x = torch.stack([stimulus, respond.float()], dim=-1)
         y = (respond * torch.sign(f1 - f2).view(-1, 1)).unsqueeze(-1)
         return TaskBatch(x, y, respond)
 
