@@ -13,7 +13,6 @@ from interp.rnn.automata import DFA
 from interp.rnn.grammars import GRAMMARS, GrammarTask, grammar_dfa, grammar_task, strings_from_codes
 from interp.rnn.strings import GRAMMAR_SPLITS, string_split
 from interp.rnn.tasks import make_task, split_generator
-from interp.rnn.training import validation_generator
 
 
 def all_strings(alphabet, max_length):
@@ -290,7 +289,7 @@ def test_grammar_splits_are_disjoint_string_sets(name):
     task = grammar_task(name)
     generator = split_generator(0, "train")
     train = {w for _ in range(300) for w in _words_of(task, task.sample(64, generator))}
-    val = set(_words_of(task, task.sample(512, validation_generator(0), split="val")))
+    val = set(_words_of(task, task.sample(512, split_generator(0, "val"), split="val")))
     test = set(_words_of(task, task.sample(512, split_generator(0, "test"), split="test")))
     assert not train & test and not train & val and not val & test
     # the splits partition the strings up to the training length roughly 80 / 10 / 10

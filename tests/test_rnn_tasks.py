@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from interp.rnn import make_task, split_generator
-from interp.rnn.training import validation_generator
 
 
 def _gen(seed=0):
@@ -93,7 +92,7 @@ def test_split_streams_are_seeded_and_never_shared():
         for generator in (
             split_generator(seed, "train"),
             split_generator(seed, "test"),
-            validation_generator(seed),
+            split_generator(seed, "val"),
         )
     }
     assert len(seeds) == 300
@@ -103,7 +102,7 @@ def test_split_streams_are_seeded_and_never_shared():
         assert torch.equal(a, task.sample(4, split_generator(3, "train")).x)
         for other in (
             task.sample(4, split_generator(3, "test"), split="test").x,
-            task.sample(4, validation_generator(3), split="test").x,
+            task.sample(4, split_generator(3, "val"), split="test").x,
             task.sample(4, split_generator(4, "train")).x,
         ):
             assert not torch.equal(a, other)

@@ -49,10 +49,18 @@ class TaskBatch:
         return TaskBatch(self.x.to(device), self.y.to(device), self.mask.to(device))
 
 
+STREAMS = (*SPLITS, "val")  # seed streams: one per split, plus early stopping's validation draws
+
+
 def split_generator(seed: int, split: str = "train") -> torch.Generator:
-    """A generator for ``split`` whose stream is disjoint from the other split's for the same seed."""
-    _check_split(split)
-    state = np.random.SeedSequence([int(seed), SPLITS.index(split)]).generate_state(1, np.uint64)[0]
+    """A generator for ``split`` (one of :data:`STREAMS`) whose stream is disjoint from the other
+    streams' for the same seed. ``"val"`` is the validation stream early stopping draws from (for
+    tasks without a held-out ``val`` split it samples ``"test"``'s distribution)."""
+    if split not in STREAMS:
+        raise ValueError(f"split must be one of {STREAMS}, got {split!r}")
+    state = np.random.SeedSequence([int(seed), STREAMS.index(split)]).generate_state(1, np.uint64)[
+        0
+    ]
     return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
 
 

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
@@ -130,20 +129,9 @@ def _check_shapes(net: nn.Module, task: Task) -> None:
 
 def validation_split(task: Task) -> str:
     """The split early stopping reads: ``"val"`` for tasks that hold one out (grammars: a disjoint
-    set of strings), else ``"test"``'s distribution (drawn from :func:`validation_generator`'s
-    stream, so never the test batch itself)."""
+    set of strings), else ``"test"``'s distribution (drawn from the ``"val"`` seed stream of
+    :func:`interp.rnn.tasks.split_generator`, so never the test batch itself)."""
     return "val" if "val" in getattr(task, "splits", ()) else "test"
-
-
-def validation_generator(seed: int) -> torch.Generator:
-    """The validation seed stream, disjoint from ``split_generator(seed, "train" | "test")``.
-
-    Those are ``SeedSequence([seed, 0 | 1])``; this is ``SeedSequence([seed, 2])``, what
-    ``split_generator(seed, "val")`` gives once :data:`interp.rnn.tasks.SPLITS` lists ``"val"``
-    third.
-    """
-    state = np.random.SeedSequence([int(seed), 2]).generate_state(1, np.uint64)[0]
-    return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
 
 
 def _fixed_batch(task: Task, size: int, generator: torch.Generator, split: str, like: Tensor):
@@ -180,7 +168,7 @@ def train(
 
     Each step draws a fresh batch from the task's train stream (``split_generator(seed, "train")``);
     every ``eval_every`` steps the net is scored on one fixed *validation* batch of ``eval_batch``
-    sequences (:func:`validation_split`, :func:`validation_generator`), and training stops early
+    sequences (:func:`validation_split`), and training stops early
     once validation accuracy >= ``target_accuracy``. The test batch (``split_generator(seed,
     "test")``) is scored once, at the end, for ``final_accuracy``: it never steers training.
     The loss is the task loss plus ``activity_penalty * mean(state²)``; ``weight_decay`` is Adam's
@@ -196,7 +184,7 @@ def train(
     dtype, device = like.dtype, like.device
     train_gen = split_generator(seed, "train")
     val_split = validation_split(task)
-    val_batch = _fixed_batch(task, eval_batch, validation_generator(seed), val_split, like)
+    val_batch = _fixed_batch(task, eval_batch, split_generator(seed, "val"), val_split, like)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     losses: list[float] = []
     evals: list[tuple[int, float, float]] = []
