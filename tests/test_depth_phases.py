@@ -7,8 +7,8 @@ import itertools
 import pytest
 import torch
 
-from interp.depth import LayerSimilarity, Phases, segment_phases
-from interp.depth.phases import contiguous_segmentation, max_cut
+from interp.depth import LayerSimilarity, Phases, layer_similarity, segment_phases
+from interp.depth.phases import contiguous_segmentation, lag_null, max_cut
 
 
 def planted(
@@ -41,6 +41,7 @@ def test_planted_phases_recovered_exactly(method, sizes):
     )
     assert found.phases == expected
     assert found.contiguous
+    assert "rule_phases" not in found.settings  # planted blocks pass the null gate
     given_k = segment_phases(
         matrix, k=len(sizes), method=method, layers=list(range(1, len(label) + 1))
     )
@@ -113,6 +114,8 @@ def test_max_cut_may_return_non_contiguous_phases():
     assert not result.contiguous
     with pytest.raises(ValueError, match="not contiguous"):
         _ = result.spans
+    with pytest.raises(ValueError, match="not contiguous"):
+        _ = result.boundaries
     assert segment_phases(matrix, k=3, method="dp").phases == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
 
 
@@ -155,3 +158,86 @@ def test_bad_inputs_are_named():
         segment_phases([[0.0, 1.0], [1.0, 0.0]])
     with pytest.raises(ValueError, match="limited to 22"):
         segment_phases(random_symmetric(23, 0), method="maxcut")
+
+
+def _reference_lag_null(matrix: torch.Tensor) -> torch.Tensor:
+    n = matrix.shape[0]
+    null = torch.zeros_like(matrix)
+    for lag in range(n):
+        values = [float(matrix[i, i + lag]) for i in range(n - lag)]
+        for i in range(n - lag):
+            null[i, i + lag] = null[i + lag, i] = sum(values) / len(values)
+    return null
+
+
+def _brute_force_cut_fraction(matrix: torch.Tensor, k: int) -> float:
+    """Best contiguous k-phase cut fraction by enumerating every set of k - 1 cut points."""
+    n = matrix.shape[0]
+    total = sum(float(matrix[i, j]) for i in range(n) for j in range(i + 1, n))
+    best = min(
+        sum(
+            float(matrix[i, j])
+            for a, b in itertools.pairwise([0, *cuts, n])
+            for i in range(a, b)
+            for j in range(i + 1, b)
+        )
+        for cuts in itertools.combinations(range(1, n), k - 1)
+    )
+    return 1.0 - best / total
+
+
+def test_lag_null_averages_each_diagonal():
+    matrix = random_symmetric(7, seed=11)
+    null = lag_null(matrix)
+    assert torch.allclose(null, _reference_lag_null(matrix), atol=1e-12)
+    assert float(torch.triu(null, 1).sum()) == pytest.approx(float(torch.triu(matrix, 1).sum()))
+
+
+@pytest.mark.parametrize("method", ["dp", "maxcut"])
+def test_ramp_and_uniform_matrices_have_no_block_structure(method):
+    i = torch.arange(12.0, dtype=torch.float64)
+    ramp = (i[:, None] - i[None, :]).abs()
+    saturating = 1.0 - torch.exp(-ramp / 3.0)
+    uniform = torch.ones(12, 12, dtype=torch.float64).fill_diagonal_(0.0)
+    for matrix in (ramp, saturating, uniform):
+        found = segment_phases(matrix, method=method)
+        assert found.phases == [list(range(12))]
+        assert found.block_score == 0.0
+        assert found.settings["rule_score"] == pytest.approx(0.0, abs=1e-9)  # gated, and why
+        assert "no block structure" in found.table()
+    # With k given the phases are returned as asked, and the null is the ramp itself: score 0.
+    three = segment_phases(ramp, k=3)
+    assert three.cut_fraction == pytest.approx(_brute_force_cut_fraction(ramp, 3), abs=1e-12)
+    assert three.cut_fraction == pytest.approx(0.895, abs=5e-4)  # the audit's ramp number
+    assert three.null_cut_fraction == pytest.approx(three.cut_fraction, abs=1e-12)
+    assert three.block_score == pytest.approx(0.0, abs=1e-9)
+
+
+def test_block_score_against_brute_force_on_planted_blocks():
+    matrix, _ = planted([4, 5, 3], within=0.01, noise=0.01)
+    found = segment_phases(matrix, k=3)
+    null_cut = _brute_force_cut_fraction(_reference_lag_null(matrix), 3)
+    assert found.null_cut_fraction == pytest.approx(null_cut, abs=1e-12)
+    expected = (found.cut_fraction - null_cut) / (1 - null_cut)
+    assert found.block_score == pytest.approx(expected, abs=1e-12)
+    assert found.block_score > 0.8
+    perfect = (torch.tensor([0] * 5 + [1] * 7)[:, None] != torch.tensor([0] * 5 + [1] * 7)).double()
+    assert segment_phases(perfect).phases == [list(range(5)), list(range(5, 12))]
+    assert segment_phases(perfect).block_score == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("method", ["dp", "maxcut"])
+def test_identical_representations_give_one_phase(method):
+    zeros = torch.zeros(9, 9, dtype=torch.float64)
+    found = segment_phases(zeros, method=method)
+    assert found.phases == [list(range(9))] and found.cut_fraction == 0.0
+    assert segment_phases(zeros, method=method, min_score=-1.0).k == 1  # the rule, not the gate
+    # the same layer repeated up to tiny perturbations: 1 - cos < 1e-6 is noise, not structure
+    generator = torch.Generator().manual_seed(0)
+    base = torch.randn(1, 20, 5, 16, generator=generator)
+    states = base * (1 + 3e-4 * torch.randn(8, 20, 5, 16, generator=generator))
+    similarity = layer_similarity(states)
+    assert 0.0 < float(similarity.matrix.max()) < 1e-6
+    assert segment_phases(similarity, method=method).k == 1
+    assert segment_phases(similarity, method=method, min_score=-1.0).k == 1
+    assert segment_phases(zeros, k=3, method=method).k == 3  # an explicit k is still honoured

@@ -7,7 +7,7 @@ import torch
 
 from interp.depth import LayerSimilarity, layer_similarity, view_of
 from interp.depth.similarity import cosine_distance, linear_cka, summarize_tokens
-from interp.depth.views import branches
+from interp.depth.views import branches, language_model_states
 
 
 def reference_cka(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -136,11 +136,29 @@ def test_hf_views_capture_the_residual_stream_and_split_blocks_exactly():
         assert result.matrix.shape == (4, 4) and result.layers == [0, 1, 2, 3]
 
 
-def test_language_model_states(tiny_lm):
-    result = layer_similarity(tiny_lm, ["the cat sat on the mat", "a dog ran in the park"])
-    assert result.tokens == "last+mean"
-    assert result.matrix.shape == (tiny_lm.n_layers + 1, tiny_lm.n_layers + 1)
-    assert (result.matrix >= 0).all() and result.matrix.diagonal().abs().max() == 0
+def test_language_model_states_and_similarity_against_hf_hidden_states(tiny_lm):
+    # Reference: the HF model's own hidden states (embedding, each layer's output; transformers
+    # replaces the last one by its final-normed version) and a float64 loop over the definition.
+    texts = ["w1 w2 w3 w4 w5", "w6 w7 w8 w9 w10"]
+    tokens = tiny_lm.to_tokens(texts)
+    with torch.no_grad():
+        hidden = tiny_lm.model(tokens, output_hidden_states=True).hidden_states
+    states = language_model_states(tiny_lm, tokens)
+    n = tiny_lm.n_layers
+    assert torch.allclose(states[:n], torch.stack(hidden[:n]), atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(tiny_lm.model.model.norm(states[n]), hidden[n], atol=1e-5)
+    result = layer_similarity(tiny_lm, tokens)
+    assert result.tokens == "last+mean" and result.matrix.shape == (n + 1, n + 1)
+    groups = [[s[:, -1].double(), s[:, 1:].double().mean(1)] for s in states]  # last, mean
+    for i in range(n + 1):
+        for j in range(n + 1):
+            cos = [
+                torch.nn.functional.cosine_similarity(groups[i][g], groups[j][g], dim=-1)
+                for g in range(2)
+            ]
+            expected = float((1 - torch.cat(cos)).mean()) if i != j else 0.0
+            assert float(result.matrix[i, j]) == pytest.approx(expected, abs=1e-5)
 
 
 def test_generic_module_paths_give_the_same_states_as_the_builtin_view():

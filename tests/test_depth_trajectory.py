@@ -59,7 +59,11 @@ def test_class_separation_grows_when_classes_split(tmp_path):
     assert float(separation[2]) == pytest.approx(1.0)  # same class cos 1, different classes cos 0
     loaded = Trajectories.load(result.save(tmp_path / "traj"))
     assert torch.equal(loaded.class_separation, separation)
-    assert "erank" in result.table() or "update erank" in result.table()
+    rows = [line.split() for line in result.table().splitlines()[2:]]
+    assert [int(row[0]) for row in rows] == [0, 1, 2]
+    assert float(rows[2][1]) == pytest.approx(float(result.cos_to_final_cls[2]), abs=5e-4)
+    assert float(rows[1][3]) == pytest.approx(float(result.update_effective_rank[0]), abs=5e-3)
+    assert float(rows[2][-1]) == pytest.approx(1.0, abs=5e-4)  # class separation column
     assert len(result.figure().data) == 4
 
 

@@ -79,3 +79,28 @@ def test_phases_command_prints_phases_and_writes_a_report(tmp_path, monkeypatch)
     assert out.exists() and "plotly" in out.read_text()[:200000]
     refused = runner.invoke(app, args)
     assert refused.exit_code != 0 and "--overwrite" in refused.output
+
+
+@pytest.fixture()
+def tiny_lm_folder(tmp_path):
+    from tests.tiny import tiny_hf_model, word_tokenizer
+
+    tokenizer = word_tokenizer(96)
+    folder = tmp_path / "tiny-llama"
+    tiny_hf_model("llama", vocab_size=len(tokenizer), layers=4).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_phases_command_on_a_language_model_folder(tiny_lm_folder, tmp_path):
+    runner = CliRunner()
+    plain = runner.invoke(app, ["phases", "--model", str(tiny_lm_folder), "--samples", "4"])
+    assert plain.exit_code == 0, plain.output
+    assert "lag null" in plain.output and "Raptor" not in plain.output  # off by default for LMs
+    out = tmp_path / "lm.html"
+    args = ["phases", "--model", str(tiny_lm_folder), "--samples", "4", "--k", "2"]
+    fitted = runner.invoke(app, [*args, "--raptor", "--steps", "2", "--out", str(out)])
+    assert fitted.exit_code == 0, fitted.output
+    assert "Raptor surrogate of tiny-llama: 2 blocks" in fitted.output
+    assert "next token on 16 held-out windows" in fitted.output
+    assert "Raptor surrogate" in out.read_text()

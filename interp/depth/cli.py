@@ -32,7 +32,8 @@ def register(app: typer.Typer) -> None:
             0.1,
             "--epsilon",
             help="Stopping rule when --k is not given: add a phase only if it cuts at least this "
-            "fraction of the total dissimilarity.",
+            "fraction of the total dissimilarity; the phases are then kept only if they beat a "
+            "structureless null (block score >= 0.25), else 1 phase is reported.",
         ),
         metric: str = typer.Option(
             "cosine", "--metric", help="'cosine' (1 - cos, the paper's) or 'cka'."
@@ -44,16 +45,22 @@ def register(app: typer.Typer) -> None:
         ),
         epochs: int = typer.Option(30, "--epochs", help="digits-vit only: training epochs."),
         raptor: bool = typer.Option(
-            True,
+            None,
             "--raptor/--no-raptor",
-            help="digits-vit only: fit a Raptor surrogate (one weight-tied block per phase; --k phases, "
-            "default 2) and report how much of the linear-probe accuracy it recovers (about a minute).",
+            help="Fit a Raptor surrogate (one weight-tied block per phase; --k phases, default 2 for "
+            "digits-vit and 3 for language models) and report how much of the original it recovers: "
+            "linear-probe accuracy (digits-vit) or next-token agreement and loss on held-out corpus "
+            "windows (language models, Llama-style families only). Default: on for digits-vit (about "
+            "a minute), off for language models (several minutes on a CPU for the embedded model).",
         ),
         steps: int = typer.Option(
-            300, "--steps", help="Raptor training steps per stage (two stages)."
+            None,
+            "--steps",
+            help="Raptor training steps per stage (two stages). Default: 300 for digits-vit, 100 "
+            "for language models.",
         ),
         samples: int = typer.Option(
-            32, "--samples", help="Language models: number of text windows."
+            32, "--samples", help="Language models: number of text windows (64 tokens each)."
         ),
         out: Path = typer.Option(
             None, "--out", help="Write an HTML report (tables and interactive figures)."
@@ -62,7 +69,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Find the block-recurrent depth phases of a network (Jacobs et al. 2025) and print them.
 
-        Computes the layer-by-layer dissimilarity of the network's representations, splits the layers into phases of similar layers, and reports how token trajectories converge. For the digits ViT it also fits a Raptor surrogate: one shared block per phase, applied recurrently.
+        Computes the layer-by-layer dissimilarity of the network's representations, splits the layers into phases of similar layers (compared with a structureless null that keeps only how dissimilarity grows with depth distance), and reports how token trajectories converge. With --raptor it also fits a Raptor surrogate: one shared block per phase, applied recurrently.
         """
         from interp.depth.study import study_digits, study_language_model
         from interp.depth.vit import ViTConfig
@@ -78,9 +85,9 @@ def register(app: typer.Typer) -> None:
                 method=method,
                 epsilon=epsilon,
                 metric=metric,
-                raptor=raptor,
-                phase_steps=steps,
-                end_to_end_steps=steps,
+                raptor=True if raptor is None else raptor,
+                phase_steps=steps or 300,
+                end_to_end_steps=steps or 300,
             )
         else:
             from interp.models.registry import load_model
@@ -92,6 +99,9 @@ def register(app: typer.Typer) -> None:
                 epsilon=epsilon,
                 metric=metric,
                 samples=samples,
+                raptor=bool(raptor),
+                phase_steps=steps or 100,
+                end_to_end_steps=steps or 100,
             )
         typer.echo(result.table())
         if out is not None:

@@ -18,6 +18,26 @@ the paper's stopping rule with threshold ``epsilon`` as a fraction of the matrix
 W = sum_{i<j} D[i, j]: ``"maxcut"`` splits a part only if its max-cut weighs at least epsilon·W
 (paper, DINOv2 ViT-B/14: epsilon 0.20 -> [1-7][8-12], 0.10 -> [1-7][8-10][11-12]); ``"dp"`` picks
 the smallest k for which one more phase would cut less than epsilon·W more weight.
+
+Null baseline. The cut fraction alone does not show block structure: any matrix that grows with
+the depth distance |i - j| is cut well by contiguous runs (a plain ramp D = |i - j| of 12 layers
+has cut fraction 0.895 at k = 3, as much as a trained digits ViT). So every result is compared
+with the *lag null* N: N[i, j] = mean of D over all pairs at the same lag |i - j| (D averaged
+along its diagonals). N keeps how dissimilarity grows with depth distance and removes any block
+structure; it has the same total weight W, and any matrix that depends on |i - j| alone (a linear
+or saturating ramp, a uniform matrix) is its own null. ``null_cut_fraction`` is the cut fraction
+the same method reaches on N with the same k, and
+
+    block_score = (cut_fraction - null_cut_fraction) / (1 - null_cut_fraction),
+
+0 for a matrix without block structure (a ramp), 1 for perfect blocks (0 inside phases), negative
+when the phases cut less than the null does. With ``k=None`` the epsilon rule's phases are kept
+only if their block score reaches ``min_score`` (default 0.25); otherwise the result is one phase
+("no block structure beyond a smooth drift"), and ``settings`` records what the rule had found.
+On planted blocks the score is 0.6-1.0; on the digits ViT's layers it is below 0.1.
+
+Degenerate input: a matrix whose entries are all below ``ZERO`` = 1e-6 (identical representations;
+1e-6 absorbs float32 rounding of 1 - cos) has nothing to cut and gives one phase.
 """
 
 from __future__ import annotations
@@ -37,6 +57,8 @@ from interp.viz import heatmap
 
 METHODS = ("dp", "maxcut")
 MAXCUT_LIMIT = 22
+ZERO = 1e-6
+MIN_SCORE = 0.25
 _CHUNK = 1 << 16
 
 
@@ -47,8 +69,10 @@ class Phases(Result):
     ``phases`` lists the layers of each phase (labels as in the similarity matrix: block l is l).
     ``within[p]`` is the summed dissimilarity of phase p's layer pairs, ``mean_within[p]`` its mean
     over pairs; ``cut_fraction`` = 1 - sum(within) / W is the share of the total dissimilarity that
-    falls between phases (1.0: perfectly block-structured). ``within_by_k[k-1]`` is the optimal
-    contiguous within-phase sum for k phases (dp only).
+    falls between phases (1.0: no dissimilarity left inside phases). ``within_by_k[k-1]`` is the
+    optimal contiguous within-phase sum for k phases. ``null_cut_fraction`` and ``block_score``
+    compare the partition with the lag null (module docstring); ``null_within_by_k`` is the null's
+    optimal contiguous within-phase sum for each k.
     """
 
     phases: list[list[int]]
@@ -60,6 +84,9 @@ class Phases(Result):
     cut_fraction: float
     total_weight: float
     within_by_k: torch.Tensor
+    null_cut_fraction: float
+    block_score: float
+    null_within_by_k: torch.Tensor
     matrix: torch.Tensor
     layers: list[int]
     source: str = ""
@@ -72,8 +99,8 @@ class Phases(Result):
 
     @property
     def boundaries(self) -> list[int]:
-        """First layer of every phase after the first (contiguous partitions)."""
-        return [phase[0] for phase in self.phases[1:]]
+        """First layer of every phase after the first; raises for non-contiguous phases."""
+        return [a for a, _ in self.spans[1:]]
 
     @property
     def spans(self) -> list[tuple[int, int]]:
@@ -89,10 +116,18 @@ class Phases(Result):
         head = (
             f"{self.k} phases by {self.method}"
             + (f" (epsilon {self.epsilon:g})" if self.epsilon is not None else "")
-            + f" of {self.source}: {self.describe()}; cut fraction {self.cut_fraction:.3f}"
+            + f" of {self.source}: {self.describe()}; cut fraction {self.cut_fraction:.3f} "
+            f"(lag null {self.null_cut_fraction:.3f}, block score {self.block_score:.3f})"
         )
-        lines = [
-            head,
+        lines = [head]
+        rule = self.settings.get("rule_phases")
+        if rule is not None:
+            lines.append(
+                f"no block structure beyond a smooth drift: the epsilon rule's phases {rule} "
+                f"score {self.settings['rule_score']:.3f} < min_score {self.settings['min_score']:g} "
+                "against the lag null, so 1 phase is reported"
+            )
+        lines += [
             f"{'phase':>5} {'layers':>14} {'n':>3} {'within-sum':>10} {'mean-within':>11}",
         ]
         for p, phase in enumerate(self.phases):
@@ -106,7 +141,8 @@ class Phases(Result):
         ticks = [str(layer) for layer in self.layers]
         fig = heatmap(
             self.matrix,
-            title=f"Phases {self.describe()} ({self.method}) of {self.source}",
+            title=f"Phases {self.describe()} ({self.method}) of {self.source}, "
+            f"block score {self.block_score:.2f} against the lag null",
             x_label="layer",
             y_label="layer",
             x_ticks=ticks,
@@ -170,6 +206,21 @@ def segment_costs(matrix: torch.Tensor) -> torch.Tensor:
     b = torch.arange(n)[None, :]
     block = prefix[b + 1, b + 1] - prefix[a, b + 1] - prefix[b + 1, a] + prefix[a, a]
     return torch.where(a <= b, block / 2, torch.full_like(block, math.inf))
+
+
+def lag_null(matrix: torch.Tensor) -> torch.Tensor:
+    """N[i, j] = mean of D[a, b] over all pairs with |a - b| = |i - j| (D averaged along diagonals)."""
+    n = matrix.shape[0]
+    lag = (torch.arange(n)[:, None] - torch.arange(n)[None, :]).abs().flatten()
+    sums = torch.zeros(n, dtype=matrix.dtype).scatter_add_(0, lag, matrix.flatten())
+    counts = torch.bincount(lag, minlength=n).to(matrix.dtype)
+    return (sums / counts)[lag].view(n, n)
+
+
+def block_score(cut_fraction: float, null_cut_fraction: float) -> float:
+    """(cut - null) / (1 - null): 0 for no structure beyond the null, 1 for perfect blocks."""
+    room = 1.0 - null_cut_fraction
+    return (cut_fraction - null_cut_fraction) / room if room > 1e-12 else 0.0
 
 
 def contiguous_segmentation(
@@ -246,7 +297,9 @@ def recursive_max_cut(matrix: torch.Tensor, k: int | None, epsilon: float) -> li
         if not splittable:
             break
         if k is None:
-            chosen = next((p for p in splittable if best(p)[0] >= threshold), None)
+            chosen = next(
+                (p for p in splittable if best(p)[0] > 0.0 and best(p)[0] >= threshold), None
+            )
             if chosen is None:
                 break
         else:
@@ -260,12 +313,48 @@ def recursive_max_cut(matrix: torch.Tensor, k: int | None, epsilon: float) -> li
     return sorted(parts, key=min)
 
 
+def epsilon_k(optima: torch.Tensor, epsilon: float) -> int:
+    """DP stopping rule: the smallest k whose next phase would cut less than epsilon·W more."""
+    total = float(optima[0])
+    if total <= 0.0:
+        return 1
+    gains = optima[:-1] - optima[1:]
+    small = (gains < epsilon * total).nonzero()
+    return int(small[0]) + 1 if len(small) else len(optima)
+
+
+def _within(matrix: torch.Tensor, parts: list[list[int]]) -> torch.Tensor:
+    index = [torch.tensor(p) for p in parts]
+    return torch.stack([torch.triu(matrix[i][:, i], 1).sum() for i in index])
+
+
+def _labelled_matrix(
+    similarity: Any, include_embedding: bool, layers: list[int] | None
+) -> tuple[torch.Tensor, list[int], str]:
+    if isinstance(similarity, LayerSimilarity):
+        if layers is not None:
+            raise ValueError(
+                "layers= labels only apply to a raw matrix; a LayerSimilarity has its own"
+            )
+        labels = list(similarity.layers)
+        matrix = _check_matrix(similarity.matrix)
+        if labels[0] == 0 and not include_embedding:
+            matrix, labels = matrix[1:, 1:], labels[1:]
+        return matrix, labels, similarity.source
+    matrix = _check_matrix(similarity)
+    labels = list(range(matrix.shape[0])) if layers is None else list(layers)
+    if len(labels) != matrix.shape[0]:
+        raise ValueError(f"{len(labels)} layer labels for a {matrix.shape[0]}-layer matrix")
+    return matrix, labels, ""
+
+
 def segment_phases(
     similarity: LayerSimilarity | torch.Tensor | np.ndarray,
     k: int | None = None,
     *,
     method: str = "dp",
     epsilon: float = 0.1,
+    min_score: float = MIN_SCORE,
     include_embedding: bool = False,
     layers: list[int] | None = None,
 ) -> Phases:
@@ -273,60 +362,72 @@ def segment_phases(
 
     ``similarity``: a :class:`LayerSimilarity` (its embedding row, layer 0, is left out unless
     ``include_embedding``; phases then name blocks 1..L) or a square dissimilarity matrix (labels
-    ``layers``, default 0..n-1).
+    ``layers``, default 0..n-1). ``min_score`` gates the ``k=None`` rule against the lag null
+    (-1 turns the gate off); with ``k`` given, exactly k phases are returned, ungated.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if not 0.0 < epsilon < 1.0:
         raise ValueError(f"epsilon is a fraction of the total weight in (0, 1), got {epsilon}")
-    source = ""
-    if isinstance(similarity, LayerSimilarity):
-        source = similarity.source
-        labels = list(similarity.layers)
-        matrix = _check_matrix(similarity.matrix)
-        if labels[0] == 0 and not include_embedding:
-            matrix, labels = matrix[1:, 1:], labels[1:]
-        if layers is not None:
-            raise ValueError(
-                "layers= labels only apply to a raw matrix; a LayerSimilarity has its own"
-            )
-    else:
-        matrix = _check_matrix(similarity)
-        labels = list(range(matrix.shape[0])) if layers is None else list(layers)
-        if len(labels) != matrix.shape[0]:
-            raise ValueError(f"{len(labels)} layer labels for a {matrix.shape[0]}-layer matrix")
+    if not -1.0 <= min_score <= 1.0:
+        raise ValueError(f"min_score is a block score in [-1, 1], got {min_score}")
+    matrix, labels, source = _labelled_matrix(similarity, include_embedding, layers)
     n = matrix.shape[0]
-    requested = k
     if k is not None and not (isinstance(k, int) and 1 <= k <= n):
         raise ValueError(
             f"k must be an integer between 1 and the number of layers ({n}), got {k!r}"
         )
+    if float(matrix.max()) <= ZERO:  # identical representations: nothing to cut
+        matrix = torch.zeros_like(matrix)
+    null = lag_null(matrix)
     optima, partitions = contiguous_segmentation(matrix, n)
+    null_optima, _ = contiguous_segmentation(null, n)
     total = float(optima[0])
-    if method == "dp":
-        if k is None:
-            gains = optima[:-1] - optima[1:]
-            small = (gains < epsilon * total).nonzero()
-            k = int(small[0]) + 1 if len(small) else n
-        parts = partitions[k - 1]
-    else:
-        parts = recursive_max_cut(matrix, k, epsilon)
-    index = [torch.tensor(p) for p in parts]
-    within = torch.stack([torch.triu(matrix[i][:, i], 1).sum() for i in index])
+
+    def partition(count: int | None) -> list[list[int]]:
+        if method == "dp":
+            return partitions[(count or epsilon_k(optima, epsilon)) - 1]
+        return recursive_max_cut(matrix, count, epsilon)
+
+    def scored(parts: list[list[int]]) -> tuple[torch.Tensor, float, float]:
+        within = _within(matrix, parts)
+        if total <= 0.0 or len(parts) == 1:  # nothing cut, by the matrix or by the null
+            return within, 0.0, 0.0
+        if method == "dp":
+            null_within = float(null_optima[len(parts) - 1])
+        else:
+            null_within = float(_within(null, recursive_max_cut(null, len(parts), epsilon)).sum())
+        return within, 1.0 - float(within.sum()) / total, 1.0 - null_within / total
+
+    parts = partition(k)
+    within, cut, null_cut = scored(parts)
+    settings: dict[str, Any] = {
+        "k_requested": k,
+        "include_embedding": include_embedding,
+        "min_score": min_score,
+        "null": "lag (D averaged along its diagonals)",
+    }
+    if k is None and len(parts) > 1 and block_score(cut, null_cut) < min_score:
+        settings["rule_phases"] = "".join(f"[{_runs([labels[i] for i in p])}]" for p in parts)
+        settings["rule_score"] = block_score(cut, null_cut)
+        parts = [list(range(n))]
+        within, cut, null_cut = scored(parts)
     pairs = torch.tensor([max(len(p) * (len(p) - 1) / 2, 1.0) for p in parts], dtype=torch.float64)
-    phases = [[labels[i] for i in p] for p in parts]
     return Phases(
-        phases=phases,
+        phases=[[labels[i] for i in p] for p in parts],
         method=method,
-        epsilon=epsilon if requested is None else None,
+        epsilon=epsilon if k is None else None,
         contiguous=all(p == list(range(p[0], p[-1] + 1)) for p in parts),
         within=within,
         mean_within=within / pairs,
-        cut_fraction=1.0 - float(within.sum()) / total if total > 0 else 0.0,
+        cut_fraction=cut,
         total_weight=total,
         within_by_k=optima,
+        null_cut_fraction=null_cut,
+        block_score=block_score(cut, null_cut),
+        null_within_by_k=null_optima,
         matrix=matrix.float(),
         layers=labels,
         source=source,
-        settings={"k_requested": requested, "include_embedding": include_embedding},
+        settings=settings,
     )

@@ -1,5 +1,9 @@
 """Raptor: rewrite an L-block network as k weight-tied blocks applied recurrently (Jacobs et al. 2025).
 
+This module holds the surrogate, its training loop and the vision path (linear-probe evaluation);
+:mod:`interp.depth.raptor_lm` adds causal language models (Llama-style decoder layers, next-token
+evaluation). :func:`fit_raptor` takes either.
+
 For each phase [a..b] found by :func:`interp.depth.segment_phases`, one block of the original's
 type (a copy of the phase's middle layer, a good starting point) is applied b - a + 1 times. The
 layer index t = l / L enters through a small MLP (1 -> 16 -> 3·dim, SiLU) whose last layer starts
@@ -10,8 +14,9 @@ layer, repeated":
 
 (the branches include the block's own pre-norms and LayerScales, arXiv 2512.19941 §Raptor).
 
-Training follows the paper: per-token MSE to the teacher's block outputs (CLS / registers / patch
-tokens weighted 0.45 / 0.10 / 0.45; patches and registers share their weight equally), AdamW
+Training follows the paper: per-token MSE to the teacher's block outputs (vision: CLS / registers /
+patch tokens weighted 0.45 / 0.10 / 0.45, patches and registers sharing their weight equally;
+language models: see :mod:`interp.depth.raptor_lm`), AdamW
 (lr 3e-4, weight decay 1e-4) with a cosine schedule. Stage 1 trains each phase's block from the
 teacher's state at the phase start, the input of every step mixing teacher state and the block's
 own previous output with a teacher-forcing weight that decays linearly from 1 to 0 over the first
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
@@ -34,7 +40,7 @@ from torch import nn
 from interp import __version__
 from interp.depth.phases import Phases
 from interp.depth.probe import probe_accuracies
-from interp.depth.views import DepthView, branches, view_of
+from interp.depth.views import branches, is_language_model, view_of
 from interp.results import Result
 
 
@@ -63,8 +69,10 @@ class RaptorBlock(nn.Module):
         branches(self.layer)  # fail early for block types Raptor cannot split
         self.conditioning = DepthConditioning(dim)
 
-    def forward(self, x: torch.Tensor, t: float) -> torch.Tensor:
-        attention, mlp = branches(self.layer)  # looked up per call: survives copies of the module
+    def forward(
+        self, x: torch.Tensor, t: float, context: dict[str, Any] | None = None
+    ) -> torch.Tensor:
+        attention, mlp = branches(self.layer, context)  # per call: survives copies of the module
         t1, t2, t3 = self.conditioning(t)
         x = x + t1 * attention(x)
         x = x + t2 * mlp(x)
@@ -72,11 +80,14 @@ class RaptorBlock(nn.Module):
 
 
 class Raptor(nn.Module):
-    """k weight-tied blocks; block p is applied once per layer of phase p (in depth order)."""
+    """k weight-tied blocks; block p is applied once per layer of phase p (in depth order).
 
-    def __init__(self, view: DepthView, spans: list[tuple[int, int]], dim: int) -> None:
+    ``layers``: the original's L blocks (block l is ``layers[l-1]``); phase [a..b] starts from a
+    copy of block (a + b) // 2.
+    """
+
+    def __init__(self, layers: Sequence[nn.Module], spans: list[tuple[int, int]], dim: int) -> None:
         super().__init__()
-        layers = view.layers
         self.spans = [tuple(span) for span in spans]
         self.n_layers = len(layers)
         self.blocks = nn.ModuleList(
@@ -84,6 +95,10 @@ class Raptor(nn.Module):
         )
         self.schedule = [p for p, (a, b) in enumerate(self.spans) for _ in range(a, b + 1)]
         self.starts = {a for a, _ in self.spans}
+
+    def context(self, x0: torch.Tensor) -> dict[str, Any] | None:
+        """What the blocks need besides the state (nothing for vision blocks)."""
+        return None
 
     def forward(
         self,
@@ -98,26 +113,94 @@ class Raptor(nn.Module):
         ``forcing * teacher[l-1] + (1 - forcing) * own previous output``, and with
         ``restart_phases`` every phase starts from the teacher's state (stage 1).
         """
+        context = self.context(x0)
         x, outputs = x0, []
         for layer in range(1, self.n_layers + 1):  # the recurrence is sequential in depth
             if teacher is not None and (restart_phases and layer in self.starts):
                 x = teacher[layer - 1]
             elif teacher is not None and forcing > 0.0:
                 x = forcing * teacher[layer - 1] + (1.0 - forcing) * x
-            x = self.blocks[self.schedule[layer - 1]](x, layer / self.n_layers)
+            x = self.blocks[self.schedule[layer - 1]](x, layer / self.n_layers, context)
             outputs.append(x)
         return torch.stack(outputs)
+
+
+def forcing_weight(step: int, steps: int, fraction: float = 0.25) -> float:
+    """Teacher-forcing weight of stage-1 step ``step``: 1 at step 0, falling linearly to 0 at
+    ``fraction * steps`` and 0 after (the paper's schedule: the first quarter of the steps)."""
+    return max(0.0, 1.0 - step / max(1.0, fraction * steps))
+
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def train_raptor(
+    raptor: Raptor,
+    teacher: torch.Tensor,
+    loss: Loss,
+    *,
+    phase_steps: int,
+    end_to_end_steps: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    generator: torch.Generator,
+) -> list[float]:
+    """The two training stages (module docstring) on teacher states [L+1, N, T, D]; the loss curve."""
+    raptor.train()
+    optimizer = torch.optim.AdamW(raptor.parameters(), lr=lr, weight_decay=weight_decay)
+    curve: list[float] = []
+    for stage, steps in (("phases", phase_steps), ("end-to-end", end_to_end_steps)):
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps, 1))
+        for step in range(steps):
+            idx = torch.randint(0, teacher.shape[1], (batch_size,), generator=generator)
+            target = teacher[:, idx.to(teacher.device)]
+            if stage == "phases":
+                forcing = forcing_weight(step, steps)
+                pred = raptor(target[0], target, forcing=forcing, restart_phases=True)
+            else:
+                pred = raptor(target[0])
+            value = loss(pred, target[1:])
+            optimizer.zero_grad()
+            value.backward()
+            optimizer.step()
+            schedule.step()
+            curve.append(value.item())
+    return curve
+
+
+def rollout(raptor: Raptor, x0: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """Autoregressive block outputs [L, N, T, D] from the embedding, in eval mode, in chunks."""
+    raptor.eval()
+    with torch.no_grad():
+        return torch.cat([raptor(x0[i : i + chunk]) for i in range(0, len(x0), chunk)], 1)
+
+
+def check_steps(phase_steps: int, end_to_end_steps: int) -> None:
+    if phase_steps < 0 or end_to_end_steps < 0 or phase_steps + end_to_end_steps == 0:
+        raise ValueError("phase_steps and end_to_end_steps must be >= 0 and not both 0")
 
 
 @dataclasses.dataclass
 class RaptorFit(Result):
     """A trained Raptor surrogate and how well it reproduces the original.
 
-    ``layer_error[l-1]`` = mean ||surrogate_l - teacher_l||² / mean ||teacher_l||² on the
-    evaluation inputs (autoregressive from the embedding). With labels: ``teacher_accuracy`` of a
-    linear probe on the original's final features (CLS and mean patch token after the final norm),
-    ``surrogate_accuracy`` of that same probe on the surrogate's features, ``retrained_accuracy`` of
-    a probe refitted on the surrogate's features, and ``recovery`` = surrogate / teacher accuracy.
+    ``layer_error[l-1]``: the surrogate's relative error at block l on the evaluation inputs
+    (autoregressive from the embedding): vision, mean ||s_l - t_l||² / mean ||t_l||²; language,
+    the squared error standardized per channel, as in the training loss
+    (:func:`interp.depth.raptor_lm.standardized_error`).
+
+    Vision, with labels: ``teacher_accuracy`` of a linear probe on the original's final features
+    (CLS and mean patch token after the final norm), ``surrogate_accuracy`` of that same probe on
+    the surrogate's features, ``retrained_accuracy`` of a probe refitted on the surrogate's
+    features, and ``recovery`` = surrogate / teacher accuracy.
+
+    Language: ``next_token`` (see :func:`interp.depth.raptor_lm.next_token_metrics`) holds the
+    top-1 agreement with the original and the losses of the original, the surrogate and the
+    untrained surrogate, and ``recovery`` = the share of the loss gap between a uniform guess
+    (ln V) and the original that the surrogate closes.
     """
 
     spans: list[list[int]]
@@ -131,6 +214,7 @@ class RaptorFit(Result):
     n_params_original: int
     n_params_surrogate: int
     source: str
+    next_token: dict[str, float] | None = None
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     version: str = __version__
 
@@ -140,8 +224,13 @@ class RaptorFit(Result):
 
     def surrogate(self, model: Any) -> Raptor:
         """Rebuild the trained surrogate (needs the original model for the block type)."""
-        view = view_of(model)
-        raptor = Raptor(view, [tuple(s) for s in self.spans], self.settings["dim"])
+        spans = [tuple(s) for s in self.spans]
+        if self.settings.get("kind") == "language":
+            from interp.depth.raptor_lm import LanguageRaptor
+
+            raptor: Raptor = LanguageRaptor(model, spans)
+        else:
+            raptor = Raptor(view_of(model).layers, spans, self.settings["dim"])
         raptor.load_state_dict(self.surrogate_state)
         return raptor.eval()
 
@@ -153,11 +242,23 @@ class RaptorFit(Result):
             f"final-layer relative error {float(self.layer_error[-1]):.4f}, "
             f"mean over layers {float(self.layer_error.mean()):.4f}",
         ]
-        if self.recovery is not None:
+        if self.teacher_accuracy is not None:
             lines.append(
                 f"linear probe: original {self.teacher_accuracy:.4f}, surrogate {self.surrogate_accuracy:.4f} "
                 f"(refitted probe {self.retrained_accuracy:.4f}); recovery {self.recovery:.1%}"
             )
+        if self.next_token is not None:
+            m = self.next_token
+            lines += [
+                f"next token on {self.settings['n_eval']} "
+                f"{'held-out' if self.settings.get('held_out') else 'training'} windows: "
+                "top-1 agreement with the "
+                f"original {m['agreement']:.4f} (untrained surrogate {m['agreement_init']:.4f})",
+                f"loss (nats/token): original {m['loss_original']:.4f}, surrogate "
+                f"{m['loss_surrogate']:.4f} (untrained {m['loss_init']:.4f}), uniform guess "
+                f"{m['loss_uniform']:.4f}; loss gap recovered "
+                + (f"{self.recovery:.1%}" if self.recovery is not None else "n/a (no gap)"),
+            ]
         return "\n".join(lines)
 
     def figure(self) -> go.Figure:
@@ -202,21 +303,36 @@ def phase_spans(phases: Phases | list, n_layers: int) -> list[tuple[int, int]]:
 
 
 def token_weights(n_tokens: int, n_prefix: int, device: torch.device | None = None) -> torch.Tensor:
-    """Per-token loss weights: CLS 0.45, registers 0.10 in all, patches 0.45 in all (sum 1)."""
+    """Per-token loss weights summing to 1, as in the paper.
+
+    CLS 0.45, registers 0.10 in all, patches 0.45 in all (``n_prefix`` = 1 + registers > 1);
+    CLS 0.5 and patches 0.5 without registers (``n_prefix`` = 1); every token alike without a
+    CLS token (``n_prefix`` = 0).
+    """
+    if not 0 <= n_prefix < n_tokens:
+        raise ValueError(
+            f"need 0 <= n_prefix < n_tokens (prefix tokens = CLS + registers), got {n_prefix}, {n_tokens}"
+        )
+    if n_prefix == 0:
+        return torch.full((n_tokens,), 1.0 / n_tokens, device=device)
     registers = n_prefix - 1
     cls_weight, register_weight = (0.45, 0.10) if registers else (0.5, 0.0)
     weights = torch.full(
         (n_tokens,), (1.0 - cls_weight - register_weight) / (n_tokens - n_prefix), device=device
     )
     weights[0] = cls_weight
-    if registers:
-        weights[1:n_prefix] = register_weight / registers
+    weights[1:n_prefix] = register_weight / max(registers, 1)
     return weights
 
 
-def _loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    per_token = (pred - target).pow(2).mean(dim=(0, 1, 3))  # over layers, samples, features
-    return (per_token * weights).sum()
+def weighted_mse(weights: torch.Tensor) -> Loss:
+    """Per-token MSE over [L, N, T, D], tokens weighted by ``weights`` [T]."""
+
+    def loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        per_token = (pred - target).pow(2).mean(dim=(0, 1, 3))  # over layers, samples, features
+        return (per_token * weights).sum()
+
+    return loss
 
 
 def fit_raptor(
@@ -237,13 +353,31 @@ def fit_raptor(
     """Fit a Raptor surrogate of ``model`` on ``inputs`` and evaluate it (see module docstring).
 
     ``phases``: a contiguous :class:`Phases` over blocks 1..L or ``[(first, last), ...]``.
-    ``labels`` / ``eval_labels`` (vision) enable the linear-probe evaluation; evaluation uses
-    ``eval_inputs`` (default: the training inputs).
+    Vision models: ``labels`` / ``eval_labels`` enable the linear-probe evaluation; evaluation
+    uses ``eval_inputs`` (default: the training inputs). Language models (a HookedLM): ``inputs``
+    and ``eval_inputs`` are token windows [N, T] (e.g. :func:`interp.depth.views.corpus_windows`),
+    evaluated by next-token agreement and loss (:func:`interp.depth.raptor_lm.fit_language_raptor`).
     """
+    check_steps(phase_steps, end_to_end_steps)
+    if is_language_model(model):
+        if labels is not None or eval_labels is not None:
+            raise ValueError("labels are for vision models; a language model is scored on its text")
+        from interp.depth.raptor_lm import fit_language_raptor
+
+        return fit_language_raptor(
+            model,
+            inputs,
+            phases,
+            eval_inputs=eval_inputs,
+            phase_steps=phase_steps,
+            end_to_end_steps=end_to_end_steps,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            seed=seed,
+        )
     view = view_of(model)
     spans = phase_spans(phases, view.n_layers)
-    if phase_steps < 0 or end_to_end_steps < 0 or phase_steps + end_to_end_steps == 0:
-        raise ValueError("phase_steps and end_to_end_steps must be >= 0 and not both 0")
     if (eval_labels is not None and labels is None) or (
         labels is not None and eval_inputs is not None and eval_labels is None
     ):
@@ -252,50 +386,32 @@ def fit_raptor(
     generator = torch.Generator().manual_seed(seed)
     teacher = view.states(inputs)  # [L+1, N, T, D]
     dim = teacher.shape[-1]
-    raptor = Raptor(view, spans, dim).train()
+    raptor = Raptor(view.layers, spans, dim)
     weights = token_weights(teacher.shape[2], view.n_prefix)
-    optimizer = torch.optim.AdamW(raptor.parameters(), lr=lr, weight_decay=weight_decay)
-    curve: list[float] = []
-    for stage, steps in (("phases", phase_steps), ("end-to-end", end_to_end_steps)):
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps, 1))
-        for step in range(steps):
-            idx = torch.randint(0, teacher.shape[1], (batch_size,), generator=generator)
-            target = teacher[:, idx]
-            if stage == "phases":
-                forcing = max(0.0, 1.0 - step / max(1.0, 0.25 * steps))
-                pred = raptor(target[0], target, forcing=forcing, restart_phases=True)
-            else:
-                pred = raptor(target[0])
-            loss = _loss(pred, target[1:], weights)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            curve.append(loss.item())
-    raptor.eval()
-    evaluation = eval_inputs if eval_inputs is not None else inputs
-    reference = view.states(evaluation) if eval_inputs is not None else teacher
-    with torch.no_grad():
-        rollout = torch.cat(
-            [raptor(reference[0, i : i + 256]) for i in range(0, reference.shape[1], 256)], 1
-        )
-    error = (rollout - reference[1:]).pow(2).mean(dim=(1, 2, 3)) / reference[1:].pow(2).mean(
+    curve = train_raptor(
+        raptor,
+        teacher,
+        weighted_mse(weights),
+        phase_steps=phase_steps,
+        end_to_end_steps=end_to_end_steps,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        generator=generator,
+    )
+    reference = view.states(eval_inputs) if eval_inputs is not None else teacher
+    states = rollout(raptor, reference[0])
+    error = (states - reference[1:]).pow(2).mean(dim=(1, 2, 3)) / reference[1:].pow(2).mean(
         dim=(1, 2, 3)
     )
     accuracies: dict[str, float | None] = dict.fromkeys(
         ("teacher", "surrogate", "retrained", "recovery")
     )
     if labels is not None:
-        with torch.no_grad():
-            train_surrogate = torch.cat(
-                [raptor(teacher[0, i : i + 256])[-1] for i in range(0, teacher.shape[1], 256)]
-            )
         accuracies = probe_accuracies(
             view,
-            train=(teacher[-1], train_surrogate, labels),
-            test=(reference[-1], rollout[-1], eval_labels if eval_labels is not None else labels),
+            train=(teacher[-1], rollout(raptor, teacher[0])[-1], labels),
+            test=(reference[-1], states[-1], eval_labels if eval_labels is not None else labels),
         )
     n_original = sum(p.numel() for layer in view.layers for p in layer.parameters())
     return RaptorFit(
@@ -311,6 +427,7 @@ def fit_raptor(
         n_params_surrogate=sum(p.numel() for p in raptor.parameters()),
         source=view.name,
         settings={
+            "kind": "vision",
             "dim": dim,
             "phase_steps": phase_steps,
             "end_to_end_steps": end_to_end_steps,

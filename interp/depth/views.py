@@ -8,8 +8,22 @@ runs its own forward pass.
 
 Supported: the project's :class:`~interp.depth.vit.DigitsViT`; Hugging Face ``ViTModel`` /
 ``Dinov2Model`` / ``Dinov2WithRegistersModel`` (and their ``...ForImageClassification``
-wrappers); any module with ``embed=`` and ``layers=`` paths given (states only, unless its blocks
-have ``attn_branch`` / ``mlp_branch`` methods).
+wrappers); timm ``VisionTransformer`` models, recognised by their structure (``patch_embed``,
+``pos_embed``, ``num_prefix_tokens``, ``blocks``, ``norm``; layer 0 is the output of ``norm_pre``,
+i.e. the tokens after class/register tokens and positions are added) with timm ``Block``s (``norm1``,
+``attn``, ``ls1``, ``drop_path1``, ``norm2``, ``mlp``, ``ls2``, ``drop_path2``); any module with
+``embed=`` and ``layers=`` paths given (states only, unless its blocks have ``attn_branch`` /
+``mlp_branch`` methods).
+
+timm itself cannot be imported in this project's environment (it needs torchvision, which has no
+build for the project's torch), so the timm support is tested against a module that reproduces
+timm's ``Block`` and ``VisionTransformer.forward_features`` exactly, and against real timm only
+where it imports.
+
+For Raptor, :func:`branches` also splits Hugging Face Llama-style decoder layers (Llama, Mistral,
+Qwen2, Gemma: ``input_layernorm`` -> ``self_attn``, ``post_attention_layernorm`` -> ``mlp``); their
+attention branch needs the rotary position embeddings and the causal mask, passed as ``context``
+(see :mod:`interp.depth.raptor_lm`).
 """
 
 from __future__ import annotations
@@ -26,6 +40,9 @@ from interp.models.hooks import glob_to_regex
 from interp.models.module import HookedModule
 
 Branch = Callable[[torch.Tensor], torch.Tensor]
+TIMM_BLOCK = ("norm1", "attn", "ls1", "drop_path1", "norm2", "mlp", "ls2", "drop_path2")
+TIMM_VIT = ("patch_embed", "pos_embed", "num_prefix_tokens", "blocks", "norm")
+DECODER_LAYER = ("input_layernorm", "self_attn", "post_attention_layernorm", "mlp")
 
 
 @dataclasses.dataclass
@@ -102,6 +119,19 @@ def view_of(model: Any, *, embed: str | None = None, layers: str | None = None) 
     if isinstance(model, DigitsViT):
         paths = [f"blocks.{i}" for i in range(len(model.blocks))]
         return DepthView(model, "embed", paths, model.norm, 1, "digits-ViT")
+    if all(hasattr(model, attribute) for attribute in TIMM_VIT):
+        n = len(model.blocks)
+        embed = (
+            "norm_pre" if isinstance(getattr(model, "norm_pre", None), nn.Module) else "pos_drop"
+        )
+        return DepthView(
+            model,
+            embed,
+            [f"blocks.{i}" for i in range(n)],
+            model.norm,
+            int(model.num_prefix_tokens),
+            f"{type(model).__name__}({n} blocks, dim {getattr(model, 'embed_dim', '?')})",
+        )
     base, prefix = _hf_base(model)
     config = getattr(base, "config", None)
     if config is not None and hasattr(base, "embeddings") and hasattr(base, "layernorm"):
@@ -126,8 +156,13 @@ def view_of(model: Any, *, embed: str | None = None, layers: str | None = None) 
     )
 
 
-def branches(layer: nn.Module) -> tuple[Branch, Branch]:
-    """The attention and MLP residual branches of a pre-LN block: x + a(x), then x + m(x)."""
+def branches(layer: nn.Module, context: dict[str, Any] | None = None) -> tuple[Branch, Branch]:
+    """The attention and MLP residual branches of a pre-norm block: x + a(x), then x + m(x).
+
+    Each branch includes the block's own pre-norm and LayerScale, and no drop-path (Raptor trains
+    without stochastic depth). ``context`` carries what a decoder layer's attention needs besides
+    x (``position_embeddings``, ``attention_mask``, ``position_ids``); vision blocks ignore it.
+    """
     if isinstance(layer, Block) or (hasattr(layer, "attn_branch") and hasattr(layer, "mlp_branch")):
         return layer.attn_branch, layer.mlp_branch
     if hasattr(layer, "layernorm_before") and hasattr(layer, "layernorm_after"):  # HF ViTLayer
@@ -140,13 +175,42 @@ def branches(layer: nn.Module) -> tuple[Branch, Branch]:
             lambda x: layer.layer_scale1(layer.attention(layer.norm1(x))[0]),
             lambda x: layer.layer_scale2(layer.mlp(layer.norm2(x))),
         )
+    if all(hasattr(layer, attribute) for attribute in TIMM_BLOCK):  # timm Block
+        return (
+            lambda x: layer.ls1(layer.attn(layer.norm1(x))),
+            lambda x: layer.ls2(layer.mlp(layer.norm2(x))),
+        )
+    if all(hasattr(layer, a) for a in DECODER_LAYER) and not hasattr(
+        layer, "pre_feedforward_layernorm"
+    ):
+        return _decoder_branches(layer, context)
     raise TypeError(
         f"cannot split a {type(layer).__name__} into attention and MLP branches; Raptor supports "
-        "DigitsViT blocks, HF ViTLayer / Dinov2Layer, and blocks with attn_branch/mlp_branch methods"
+        "DigitsViT blocks, HF ViTLayer / Dinov2Layer, timm Blocks, HF Llama-style decoder layers "
+        "(Llama, Mistral, Qwen2, Gemma) and blocks with attn_branch/mlp_branch methods"
     )
 
 
-def _is_language_model(model: Any) -> bool:
+def _decoder_branches(layer: nn.Module, context: dict[str, Any] | None) -> tuple[Branch, Branch]:
+    """A Hugging Face decoder layer's two branches, called as its own ``forward`` calls them."""
+
+    def attention(x: torch.Tensor) -> torch.Tensor:
+        if context is None:
+            raise ValueError(
+                f"the attention of a {type(layer).__name__} needs context= with the rotary "
+                "position_embeddings, the causal attention_mask and the position_ids"
+            )
+        return layer.self_attn(
+            hidden_states=layer.input_layernorm(x),
+            attention_mask=context["attention_mask"],
+            position_embeddings=context["position_embeddings"],
+            position_ids=context["position_ids"],
+        )[0]
+
+    return attention, lambda x: layer.mlp(layer.post_attention_layernorm(x))
+
+
+def is_language_model(model: Any) -> bool:
     return all(hasattr(model, attr) for attr in ("run", "to_tokens", "n_layers"))
 
 
@@ -168,24 +232,29 @@ def model_states(
     model: Any, inputs: Any, *, batch_size: int = 256
 ) -> tuple[torch.Tensor, int, str, str]:
     """(states [L+1, N, T, D], prefix-token count, model name, default token mode) of any model."""
-    if _is_language_model(model):
+    if is_language_model(model):
         name = str(getattr(model, "name", type(model).__name__))
         return language_model_states(model, inputs), 1, name, "last+mean"
     view = view_of(model)
     return view.states(inputs, batch_size), view.n_prefix, view.name, "cls+mean"
 
 
-def corpus_windows(model: Any, n: int = 32, length: int = 64) -> torch.Tensor:
+def corpus_windows(model: Any, n: int = 32, length: int = 64, *, start: int = 0) -> torch.Tensor:
     """``n`` token windows [n, 1 + length] of the shipped English corpus, each led by BOS.
 
     Consecutive, non-overlapping windows of one tokenization, so every row has the same length
-    and no padding enters the representations.
+    and no padding enters the representations; ``start`` skips that many windows first (windows
+    ``start .. start + n - 1``), so disjoint calls give disjoint text.
     """
     from interp.heads.corpus import load_corpus
 
+    if n < 1 or length < 1 or start < 0:
+        raise ValueError(f"need n >= 1, length >= 1 and start >= 0; got {n}, {length}, {start}")
     ids = model.to_tokens(load_corpus(), prepend_bos=False)[0]
-    if len(ids) < n * length:
-        raise ValueError(f"the corpus has {len(ids)} tokens, fewer than {n} windows of {length}")
-    windows = ids[: n * length].view(n, length)
+    if len(ids) < (start + n) * length:
+        raise ValueError(
+            f"the corpus has {len(ids)} tokens, fewer than {start + n} windows of {length}"
+        )
+    windows = ids[start * length : (start + n) * length].view(n, length)
     bos = torch.full((n, 1), int(model.bos_token_id), dtype=windows.dtype)
     return torch.cat([bos, windows], dim=1)
