@@ -4,8 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TRITON_INTERPRET ?= 1
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
 
-.PHONY: env demo test lint format bench clean-env
+.PHONY: env demo test lint format bench analyses notebooks clean-env
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +37,28 @@ format: env
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Benchmarks print ratio tables; run them on a quiet machine (one at a time, nothing else busy).
 bench: env
-	$(PY) analyses/benchmarks/capture.py
-	$(PY) analyses/benchmarks/attention_stats.py
-	$(PY) analyses/benchmarks/heads.py
+	mkdir -p analyses/results
+	for b in capture attention_stats heads fixed_points ensemble; do \
+		$(PY) analyses/benchmarks/$$b.py | tee analyses/results/bench_$$b.txt ; \
+	done
+
+# The validation studies behind the README's tables (about 45 minutes on 2 cores).
+ANALYSES := heads_induction heads_successor heads_retrieval depth_digits depth_language_model
+analyses: env
+	mkdir -p analyses/results
+	for a in $(ANALYSES); do \
+		$(PY) analyses/$$a.py | tee analyses/results/$$a.txt ; \
+	done
+	$(PY) analyses/rnn_flipflop.py --overwrite | tee analyses/results/rnn_flipflop.txt
+	$(PY) analyses/tomita_extraction.py --seeds 0 1 2 | tee analyses/results/tomita_extraction.txt
+	$(PY) analyses/degeneracy_sweep.py --models 16 --steps 1500 --overwrite \
+		| tee analyses/results/degeneracy_sweep.txt
+
+# Re-execute the notebooks and store their outputs (CI re-runs them with nbmake).
+notebooks: env
+	$(PY) analyses/notebooks/build.py --all
 
 clean-env:
 	rm -rf $(VENV)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from interp.results import write_atomically
 from interp.rnn import find_fixed_points, make_net, make_task, train
 
 NETS = {"gru": "GRU", "rnn_tanh": "vanilla tanh RNN"}
@@ -35,7 +36,11 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--out", type=Path, default=Path("out/rnn_flipflop"))
+    parser.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
     args = parser.parse_args()
+    earlier = sorted(args.out.glob("*_fixed_points*")) if args.out.is_dir() else []
+    if earlier and not args.overwrite:
+        parser.error(f"{args.out} already holds results ({earlier[0].name}, ...); pass --overwrite")
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -60,8 +65,12 @@ def main() -> None:
             )
         )
         print(f"== {label}\n{fp.table(max_rows=12)}\n")
-        fp.save(args.out / f"{kind}_fixed_points", overwrite=True)
-        fp.figure().write_html(args.out / f"{kind}_fixed_points.html", include_plotlyjs="cdn")
+        fp.save(args.out / f"{kind}_fixed_points", overwrite=args.overwrite)
+        write_atomically(
+            args.out / f"{kind}_fixed_points.html",
+            lambda tmp, fp=fp: fp.figure().write_html(tmp, include_plotlyjs="cdn"),
+            overwrite=args.overwrite,
+        )
     print(
         "| net | test loss | test acc | stable | sign patterns | saddles | slow | find time (s) |"
     )

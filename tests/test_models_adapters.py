@@ -290,3 +290,15 @@ def test_gemma_bridge_norm_weights_are_effective_scales(tokenizer, tmp_path):
     torch.testing.assert_close(
         lm.norm(None, "final", x.float()), expected.float(), atol=1e-5, rtol=0
     )
+
+
+@pytest.mark.parametrize("backend", ["native", "bridge", "nnsight"])
+def test_logits_to_keep_returns_the_final_positions_of_the_full_logits(
+    backend, natives, bridges, nnsights
+):
+    lm = {"native": natives, "bridge": bridges, "nnsight": nnsights}[backend]["llama"]
+    full, _ = lm.run(TEXT)
+    last_two, _ = lm.run(TEXT, logits_to_keep=2)
+    torch.testing.assert_close(last_two, full[:, -2:], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="logits_to_keep must be 0"):
+        lm.run(TEXT, logits_to_keep=-1)

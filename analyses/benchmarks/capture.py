@@ -1,14 +1,15 @@
 """Activation-capture benchmark: our HookedLM.run vs the plain forward and the peers.
 
 On the embedded SmolLM2-135M (CPU, float32), 512-token inputs, batch 4, every layer's residual
-stream captured. Each method runs in its own fresh process: it loads the model, warms up, then
-times ``--repeats`` runs and reports the median and the peak resident memory those timed runs
-added on top of the loaded, warmed-up process (the kernel's peak-RSS mark is reset through
-``/proc/self/clear_refs`` just before them; where that is refused, a thread samples the RSS).
-Every method runs without a KV cache, as ``run()`` does. Ratios are against the plain Hugging
-Face forward measured in the same invocation.
+stream captured. Time: all four methods are loaded in one process, warmed up, and timed in
+``--repeats`` round-robin rounds (the median per method; interleaving keeps machine-load drift
+out of the ratios). Memory: each method runs once more in its own fresh process, which reports
+the peak resident memory that call added on top of the loaded, warmed-up process (the kernel's
+peak-RSS mark is reset through ``/proc/self/clear_refs`` just before it; where that is refused, a
+thread samples the RSS). Every method runs without a KV cache, as ``run()`` does. Ratios are
+against the plain Hugging Face forward measured in the same invocation.
 
-    .venv/bin/python analyses/benchmarks/capture.py [--repeats 5] [--tokens 512] [--batch 4]
+    .venv/bin/python analyses/benchmarks/capture.py [--repeats 7] [--tokens 512] [--batch 4]
 """
 
 from __future__ import annotations
@@ -110,31 +111,47 @@ def _setup(method: str, tokens_n: int, batch: int) -> Callable[[], object]:
     raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
 
 
-def measure(method: str, repeats: int, tokens_n: int, batch: int) -> dict:
-    """Median seconds of ``repeats`` timed runs and the peak memory they added."""
+def peak_memory(method: str, tokens_n: int, batch: int) -> dict:
+    """Peak resident memory one call adds on top of the loaded, warmed-up process (MiB)."""
     import torch
 
     torch.set_grad_enabled(False)
     fn = _setup(method, tokens_n, batch)
     fn()  # warm-up
-    times = []
     with PeakRSS() as memory:
-        for _ in range(repeats):
+        fn()
+    return {"method": method, "base_mb": memory.base_mb, "peak_added_mb": memory.added_mb}
+
+
+def interleaved_times(repeats: int, tokens_n: int, batch: int) -> dict[str, list[float] | str]:
+    """Seconds per call of every method, all loaded in this process and timed round-robin.
+
+    Interleaving puts every method under the same machine load (other processes, thermal
+    state), so their ratios stay meaningful on a shared CPU where separate runs drift by 10-20%.
+    """
+    import torch
+
+    torch.set_grad_enabled(False)
+    calls: dict[str, Callable[[], object]] = {}
+    times: dict[str, list[float] | str] = {}
+    for method in METHODS:
+        try:
+            calls[method] = _setup(method, tokens_n, batch)
+            calls[method]()  # warm-up
+            times[method] = []
+        except Exception as error:  # a failing peer is reported, not fatal
+            times[method] = f"{type(error).__name__}: {error}"[:160]
+    for _ in range(repeats):
+        for method, fn in calls.items():
             start = time.perf_counter()
             fn()
-            times.append(time.perf_counter() - start)
-    return {
-        "method": method,
-        "median_s": statistics.median(times),
-        "base_mb": memory.base_mb,
-        "peak_added_mb": memory.added_mb,
-    }
+            times[method].append(time.perf_counter() - start)
+    return times
 
 
-def _run_in_subprocess(method: str, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--method", method]
-    command += ["--repeats", str(args.repeats), "--tokens", str(args.tokens)]
-    command += ["--batch", str(args.batch)]
+def _memory_in_subprocess(method: str, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--memory-of", method]
+    command += ["--tokens", str(args.tokens), "--batch", str(args.batch)]
     done = subprocess.run(command, capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
@@ -145,31 +162,40 @@ def _run_in_subprocess(method: str, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per method")
+    parser.add_argument("--repeats", type=int, default=7, help="timed rounds (all methods each)")
     parser.add_argument("--tokens", type=int, default=512, help="tokens per sequence")
     parser.add_argument("--batch", type=int, default=4, help="sequences per run")
-    parser.add_argument("--method", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-of", choices=METHODS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.method:
-        print(json.dumps(measure(args.method, args.repeats, args.tokens, args.batch)))
+    if args.memory_of:
+        print(json.dumps(peak_memory(args.memory_of, args.tokens, args.batch)))
         return
-    rows = [_run_in_subprocess(method, args) for method in METHODS]
-    baseline = next(
-        (r["median_s"] for r in rows if r["method"] == "hf_forward" and "error" not in r), None
-    )
+    memory = {m: _memory_in_subprocess(m, args) for m in METHODS}
+    times = interleaved_times(args.repeats, args.tokens, args.batch)
+    medians = {m: statistics.median(t) for m, t in times.items() if isinstance(t, list)}
+    baseline = medians.get("hf_forward")
     print(
         f"Capture of every layer's resid_post, SmolLM2-135M, batch {args.batch} x "
-        f"{args.tokens} tokens, CPU, median of {args.repeats}"
+        f"{args.tokens} tokens, CPU, {torch_threads()} thread(s); median of {args.repeats} "
+        "interleaved rounds; memory: peak added by one call, each method in a fresh process"
     )
     print(f"{'method':<20}{'median s':>10}{'vs HF forward':>15}{'peak added MB':>15}")
-    for row in rows:
-        if "error" in row:
-            print(f"{row['method']:<20} failed: {row['error']}")
+    for method in METHODS:
+        if method not in medians:
+            print(f"{method:<20} failed: {times[method]}")
             continue
-        ratio = f"{row['median_s'] / baseline:>14.2f}x" if baseline else f"{'n/a':>15}"
-        print(f"{row['method']:<20}{row['median_s']:>10.3f}{ratio}{row['peak_added_mb']:>15.0f}")
+        ratio = f"{medians[method] / baseline:>14.2f}x" if baseline else f"{'n/a':>15}"
+        row = memory[method]
+        added = f"{row['peak_added_mb']:>15.0f}" if "error" not in row else f"  {row['error']}"
+        print(f"{method:<20}{medians[method]:>10.3f}{ratio}{added}")
     if baseline is None:
         print("hf_forward failed, so no ratios: fix it first (its error is above)")
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 if __name__ == "__main__":

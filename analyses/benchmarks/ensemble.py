@@ -3,7 +3,7 @@
 Both paths train the same members (same init seeds, same batches, same AdamW steps); the script
 checks that they end at the same weights within tolerance, then prints wall-clock times and the
 speed-up; it exits with status 1 when the two paths disagree (max |Δparam| >= 1e-3 or max
-|Δloss| >= 1e-4). Run: ``.venv/bin/python analyses/benchmarks/ensemble.py [--threads 2] [--steps 30]``.
+|Δloss| >= 1e-4). Run: ``.venv/bin/python analyses/benchmarks/ensemble.py [--threads 2] [--steps 100]``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=32)
     parser.add_argument("--hidden", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=32)
     parser.add_argument("--net", default="rnn_tanh")

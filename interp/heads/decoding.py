@@ -85,7 +85,7 @@ def greedy_decode(
     )
     suppress = torch.tensor(eot if suppress_ids is None else suppress_ids, dtype=torch.long)
     device = model.device
-    _, cache = model.run(prompts[:, :-1], prepend_bos=False, use_cache=True)
+    _, cache = model.run(prompts[:, :-1], prepend_bos=False, use_cache=True, logits_to_keep=1)
     past = cache.past_key_values
     current = prompts[:, -1:]
     batch = prompts.shape[0]

@@ -41,6 +41,8 @@ import os
 
 import torch
 
+from interp._checks import all_finite
+
 BACKENDS = ("auto", "triton", "torch")
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)  # what the kernel accepts
@@ -142,8 +144,7 @@ def validate(
             f"Tq={tq}, Tk={tk}; non-causal attention (causal=False) takes any Tq"
         )
     for name, t in (("q", q), ("k", k)):
-        low, high = torch.aminmax(t)  # NaN propagates; one read, no [B, H, T, D] bool mask
-        if not bool(torch.isfinite(low) & torch.isfinite(high)):
+        if not all_finite(t):
             raise FloatingPointError(
                 f"{name} holds non-finite values (NaN/inf) at {int((~torch.isfinite(t)).sum())} "
                 "entries; attention statistics need finite queries and keys (masked positions "

@@ -24,7 +24,7 @@ import nnsight
 import torch
 
 from interp.models.attention import RunPlan, StatsRequest
-from interp.models.hooked import HookedLM, Inputs, _check_finite, _first
+from interp.models.hooked import HookedLM, Inputs, _check_finite, _first, check_logits_to_keep
 from interp.models.hooks import ActivationCache, resolve_hook_names, split_layer_name
 
 # Per-block captures in the order the forward pass reaches them.
@@ -75,8 +75,10 @@ class NNsightLM(HookedLM):
         prepend_bos: bool = True,
         past_key_values: object | None = None,
         use_cache: bool = False,
+        logits_to_keep: int = 0,
     ) -> tuple[torch.Tensor, ActivationCache]:
         """Forward pass inside an nnsight trace; same contract as :meth:`HookedLM.run`."""
+        check_logits_to_keep(logits_to_keep)
         tokens, attention_mask = self._as_tokens(inputs, attention_mask, prepend_bos)
         past = past_key_values.get_seq_length() if past_key_values is not None else 0
         self.check_length(past + tokens.shape[1])
@@ -103,6 +105,8 @@ class NNsightLM(HookedLM):
                 width = past + tokens.shape[1]
                 ones = torch.ones(tokens.shape[0], width, dtype=torch.long, device=self.device)
                 batch.setdefault("attention_mask", ones)
+            if logits_to_keep:
+                batch["logits_to_keep"] = logits_to_keep
             saved, output = self._trace(batch, set(names), use_cache=use_cache)
         outputs = {**plan.outputs, **saved}
         for name in names:

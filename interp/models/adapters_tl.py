@@ -27,7 +27,7 @@ from torch import nn
 
 from interp.models.architectures import ARCHITECTURES, Architecture
 from interp.models.attention import StatsRequest
-from interp.models.hooked import HookedLM, Inputs, NormKind, _check_finite
+from interp.models.hooked import HookedLM, Inputs, NormKind, _check_finite, check_logits_to_keep
 from interp.models.hooks import (
     ActivationCache,
     all_hook_names,
@@ -117,8 +117,10 @@ class TransformerLensLM(HookedLM):
         prepend_bos: bool = True,
         past_key_values: object | None = None,
         use_cache: bool = False,
+        logits_to_keep: int = 0,
     ) -> tuple[torch.Tensor, ActivationCache]:
         """Forward pass capturing the requested hooks; same contract as :meth:`HookedLM.run`."""
+        check_logits_to_keep(logits_to_keep)
         if past_key_values is not None or use_cache:
             raise ValueError(
                 "KV-cache continuation is not available through the TransformerLens adapter; "
@@ -137,6 +139,8 @@ class TransformerLensLM(HookedLM):
         mask = padding.long() if padding is not None else torch.ones_like(tokens, device=device)
         with self.model.hooks(fwd_hooks=hooks):
             logits = self.model(tokens.to(device), return_type="logits", attention_mask=mask)
+        if logits_to_keep:
+            logits = logits[:, -logits_to_keep:]
         cache = ActivationCache({name: recorder.outputs[name] for name in names})
         cache.attention_stats = recorder.stats_out
         _check_finite(logits, cache)
