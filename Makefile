@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml | $(PY)
 env: $(STAMP)
 
 demo: env
-	$(VENV)/bin/interp heads --out out/heads_report.html
+	$(VENV)/bin/interp heads --out out/heads_report.html --overwrite
 
 test: env
 	$(PY) -m pytest -q tests
