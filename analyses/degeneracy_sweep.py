@@ -67,14 +67,12 @@ CLAIMS = [
 
 def level_values(rows: pd.DataFrame) -> dict[str, tuple[list[float], list[float]]]:
     """``{level: (degeneracy per factor level, its standard error)}`` for one task x factor."""
-    wide = rows.pivot_table(index="level_rank", columns="metric", values=["degeneracy", "se"])
+    wide = rows.pivot_table(
+        index="level_rank", columns="metric", values=["degeneracy", "se", "ratio_se"], dropna=False
+    )
     d, se = wide["degeneracy"], wide["se"]
     ratio = d["weights"] / d["weights_init"]
-    ratio_se = (
-        ratio
-        * ((se["weights"] / d["weights"]) ** 2 + (se["weights_init"] / d["weights_init"]) ** 2)
-        ** 0.5
-    )
+    ratio_se = wide["ratio_se"]["weights"]  # jackknifed jointly: both are over the same members
     return {
         "behaviour": (d["behaviour"].tolist(), se["behaviour"].tolist()),
         "dynamics": (d["dsa"].tolist(), se["dsa"].tolist()),
@@ -113,7 +111,9 @@ def verdicts(table: pd.DataFrame) -> list[str]:
         opposite = {"down": "up", "up": "down"}[expected]
         agree, disagree = found.count(expected), found.count(opposite)
         counts = f"{agree} agree, {disagree} opposite, {found.count('flat')} flat"
-        if agree == len(found):
+        if not found:
+            verdict = "NOT TESTED (no factor of this kind in the sweep)"
+        elif agree == len(found):
             verdict = "AGREES"
         elif disagree == len(found):
             verdict = "DISAGREES"

@@ -5,7 +5,7 @@ English corpus, last token and mean token (BOS excluded) per window; 1 - cos and
 phases for the epsilon rule (gated by the lag null) and for k = 2..5, each with the null's cut
 fraction and the block score (max-cut enumeration is limited to 22 layers); trajectory
 diagnostics. Then Raptor (interp.depth.raptor_lm) for each --raptor-ks: k weight-tied copies of
-the phases' middle decoder layers, trained on the same windows (per-token relative MSE, teacher
+the phases' middle decoder layers, trained on the same windows (MSE standardized per channel, teacher
 forcing annealed over the first quarter of the phase steps, then end to end; AdamW), scored on
 the next --eval-samples windows of the corpus (held out): top-1 next-token agreement with the
 original and the loss, against the original's.
@@ -77,7 +77,10 @@ def main() -> None:
             "training loss (mean of 10 steps) at steps "
             + ", ".join(f"{i}: {float(curve[i : i + 10].mean()):.3f}" for i in marks)
         )
-        print("relative error per layer: " + " ".join(f"{float(e):.2f}" for e in fit.layer_error))
+        print(
+            "standardized error per layer (1 = no better than zero): "
+            + " ".join(f"{float(e):.2f}" for e in fit.layer_error)
+        )
         report.heading(f"Raptor, k = {k}")
         report.preformatted(fit.table())
         report.figure(fit.figure())

@@ -11,7 +11,7 @@ import torch
 
 from interp.degeneracy.geometry import cka_distances, procrustes_distances
 from interp.degeneracy.metrics import behaviour_distances
-from interp.degeneracy.pairs import degeneracy, degeneracy_se
+from interp.degeneracy.pairs import degeneracy, degeneracy_se, ratio_se
 from interp.degeneracy.weights import match_hidden_units, weight_distances
 
 
@@ -201,3 +201,24 @@ def test_degeneracy_standard_error_is_the_leave_one_member_out_jackknife():
     assert degeneracy_se(d) == pytest.approx(expected, rel=1e-12)
     assert values.mean() == pytest.approx(degeneracy(d), rel=1e-12)
     assert np.isnan(degeneracy_se(d[:2, :2]))
+
+
+def test_ratio_standard_error_jackknifes_both_matrices_together():
+    g = torch.Generator().manual_seed(5)
+    n = 6
+    a = torch.cdist(*(2 * [torch.randn(n, 3, generator=g, dtype=torch.float64)]))
+    b = a + torch.cdist(*(2 * [torch.randn(n, 2, generator=g, dtype=torch.float64)]))
+    values = []
+    for k in range(n):
+        keep = [i for i in range(n) if i != k]
+        pairs = [(i, j) for x, i in enumerate(keep) for j in keep[x + 1 :]]
+        values.append(np.mean([float(a[p]) for p in pairs]) / np.mean([float(b[p]) for p in pairs]))
+    values = np.array(values)
+    expected = np.sqrt((n - 1) / n * ((values - values.mean()) ** 2).sum())
+    assert ratio_se(a, b) == pytest.approx(expected, rel=1e-12)
+    # correlated numerator and denominator: not the independent-errors formula
+    r = degeneracy(a) / degeneracy(b)
+    independent = r * np.hypot(degeneracy_se(a) / degeneracy(a), degeneracy_se(b) / degeneracy(b))
+    assert abs(ratio_se(a, b) - independent) > 0.1 * expected
+    with pytest.raises(ValueError, match="same members"):
+        ratio_se(a, b[:5, :5])

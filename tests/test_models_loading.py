@@ -226,3 +226,8 @@ def test_a_second_wrapper_of_the_same_model_leaves_the_first_working(tokenizer):
         assert torch.equal(
             cache["blocks.1.attn.hook_pattern"], before["blocks.1.attn.hook_pattern"]
         )
+
+
+def test_a_local_folder_named_like_the_org_does_not_hide_a_cached_hub_model(hub_cache, tmp_path):
+    (tmp_path / "org").mkdir()  # ./org exists, ./org/tiny does not: the hub cache still serves
+    assert interp.load_model("org/tiny", device="cpu").name == "org/tiny"

@@ -138,6 +138,16 @@ def test_cell_in_a_python_loop_records_every_call(cell):
     torch.testing.assert_close(zero, _manual_cell_states(model.cell, x, edit_at=2), rtol=0, atol=0)
     assert not torch.allclose(zero[:, 3:], want[:, 3:])
 
+    # an in-place edit that returns nothing acts the same (the LSTM cell's [h; c] is a copy)
+    def zero_in_place(state: torch.Tensor, t: int) -> None:
+        if t == 2:
+            state.mul_(0)
+
+    in_place = HookedModule(model).run(
+        x, capture="cell.hook_state", edit={"cell.hook_state": zero_in_place}
+    )[1]["cell.hook_state"]
+    torch.testing.assert_close(in_place, zero, rtol=0, atol=0)
+
 
 @pytest.mark.parametrize("kind", ["gru", "lstm", "leaky", "state_regularized"])
 def test_protocol_nets_record_every_step(kind):
@@ -202,5 +212,34 @@ def test_state_capture_errors():
         hooked.run(x, edit={"module": lambda s, t: s})
     with pytest.raises(ValueError, match="shape"):
         hooked.run(x, capture="hook_state", edit={"hook_state": lambda s, t: s[:, :1]})
-    assert "bidirectional" not in str(HookedModule(nn.GRU(2, 3, bidirectional=True)).hook_names)
     assert "hook_state" not in HookedModule(nn.GRU(2, 3, bidirectional=True)).hook_names
+
+
+def test_glob_capture_skips_modules_that_did_not_run():
+    """A pattern expands to every name; the ones whose module never ran are simply absent."""
+    from interp.rnn import as_recurrent
+
+    x = torch.randn(1, 4, 2)
+    adapter = as_recurrent(nn.GRU(2, 3, batch_first=True))
+    _, cache = HookedModule(adapter).run(x, capture="**")
+    assert "hook_state" in cache and "module.hook_state" not in cache  # the fused forward is unused
+    assert cache["hook_state"].shape == (1, 4, 3)
+
+
+def test_a_fused_module_run_twice_in_one_call_is_refused():
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.GRU(2, 3, batch_first=True)
+
+        def forward(self, x):
+            return self.rnn(x)[0] + self.rnn(x)[0]
+
+    x = torch.randn(2, 5, 2)
+    model = Twice()
+    with pytest.raises(RuntimeError, match="ran a second time"):
+        HookedModule(model).run(x, capture="rnn.hook_state")
+    output, cache = HookedModule(model).run(x, capture="rnn")  # its outputs stay capturable
+    with torch.no_grad():
+        torch.testing.assert_close(cache["rnn"], model.rnn(x)[0])
+        torch.testing.assert_close(output, 2 * model.rnn(x)[0])

@@ -54,10 +54,16 @@ CELLS = [
         "phases.figure()",
     ),
     (
+        "code",
+        "from interp.depth.phases import MIN_SCORE\n"
+        "scores = {k: depth.segment_phases(similarity, k).block_score for k in (2, 3, 4)}\n"
+        "print('block score by k:', {k: round(v, 3) for k, v in scores.items()})\n"
+        "print(f'every k below the {MIN_SCORE} gate: {all(v < MIN_SCORE for v in scores.values())}')",
+    ),
+    (
         "markdown",
-        "Both rules find runs of layers, but they cut this ViT's dissimilarity hardly better than the "
-        "null does (the block scores above are all below the 0.25 gate, and near 0 for the contiguous "
-        "DP phases): at this scale the layers drift smoothly rather than forming blocks. "
+        "A block score near 0 means the phases cut this ViT's dissimilarity no better than the lag "
+        "null does: the layers then drift smoothly with depth rather than forming blocks. "
         "`analyses/depth_digits.py` repeats this over seeds, with and without stochastic depth.",
     ),
     (

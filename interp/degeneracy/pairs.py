@@ -40,6 +40,20 @@ def degeneracy(distances: torch.Tensor) -> float:
     return float(distances[left, right].double().mean())
 
 
+def _leave_one_out(distances: torch.Tensor) -> torch.Tensor:
+    """``θ₋ₖ`` for every member ``k``: the mean distance over the pairs without member ``k``."""
+    n = distances.shape[0]
+    d = distances.double()
+    d = d - torch.diag_embed(torch.diagonal(d))
+    total = d.sum() / 2
+    return (total - d.sum(dim=1)) / ((n - 1) * (n - 2) / 2)  # [N]
+
+
+def _jackknife(values: torch.Tensor) -> float:
+    n = values.shape[0]
+    return float(((n - 1) / n * (values - values.mean()).square().sum()).sqrt())
+
+
 def degeneracy_se(distances: torch.Tensor) -> float:
     """Jackknife standard error of :func:`degeneracy` over ensemble members (NaN below 3 members).
 
@@ -49,11 +63,24 @@ def degeneracy_se(distances: torch.Tensor) -> float:
     more than about ``2 sqrt(SE₁² + SE₂²)`` apart.
     """
     degeneracy(distances)  # validates the matrix
-    n = distances.shape[0]
-    if n < 3:
+    if distances.shape[0] < 3:
         return float("nan")
-    d = distances.double()
-    d = d - torch.diag_embed(torch.diagonal(d))
-    total = d.sum() / 2
-    leave_out = (total - d.sum(dim=1)) / ((n - 1) * (n - 2) / 2)  # [N]
-    return float(((n - 1) / n * (leave_out - leave_out.mean()).square().sum()).sqrt())
+    return _jackknife(_leave_one_out(distances))
+
+
+def ratio_se(numerator: torch.Tensor, denominator: torch.Tensor) -> float:
+    """Jackknife standard error of ``degeneracy(numerator) / degeneracy(denominator)``.
+
+    Both matrices are over the same members (e.g. trained weight distances over the distances of
+    the same nets' initial weights), so their errors are correlated: the ratio is recomputed with
+    each member left out of both, rather than combining two separate errors as if independent.
+    """
+    degeneracy(numerator), degeneracy(denominator)  # validate both
+    if numerator.shape != denominator.shape:
+        raise ValueError(
+            f"numerator and denominator must be over the same members, got shapes "
+            f"{tuple(numerator.shape)} and {tuple(denominator.shape)}"
+        )
+    if numerator.shape[0] < 3:
+        return float("nan")
+    return _jackknife(_leave_one_out(numerator) / _leave_one_out(denominator))

@@ -28,7 +28,7 @@ from interp import __version__
 from interp.degeneracy.ensemble import train_ensemble
 from interp.degeneracy.executors import Executor, LocalExecutor
 from interp.degeneracy.metrics import METRICS, measure_degeneracy
-from interp.degeneracy.pairs import degeneracy_se
+from interp.degeneracy.pairs import degeneracy_se, ratio_se
 from interp.results import Result
 
 if TYPE_CHECKING:
@@ -73,6 +73,11 @@ def run_job(job: SweepJob) -> dict[str, Any]:
     return {
         "summary": result.summary,
         "se": {name: degeneracy_se(d) for name, d in result.distances.items()},
+        "weights_ratio_se": (
+            ratio_se(result.distances["weights"], result.distances["weights_init"])
+            if {"weights", "weights_init"} <= set(result.distances)
+            else None
+        ),
         "accuracy": float(ensemble.accuracy.mean()),
         "final_loss": float(ensemble.losses[-10:].mean()),
         "seconds": time.perf_counter() - start,
@@ -85,7 +90,8 @@ def run_job(job: SweepJob) -> dict[str, Any]:
 class DegeneracySweep(Result):
     """Tidy rows (one per task x factor x level x metric) plus the distances of one example ensemble.
 
-    Each row holds the ``degeneracy`` and its jackknife standard error ``se`` over members.
+    Each row holds the ``degeneracy`` and its jackknife standard error ``se`` over members; the
+    ``weights`` rows also hold ``ratio_se``, the jackknife error of ``weights / weights_init``.
     """
 
     rows: list[dict[str, Any]]
@@ -186,6 +192,8 @@ def degeneracy_sweep(
                     "level_kind": METRICS[metric],
                     "degeneracy": value,
                     "se": outcome["se"][metric],
+                    # jackknife error of weights / weights_init (same members): weights rows only
+                    "ratio_se": outcome["weights_ratio_se"] if metric == "weights" else None,
                     "accuracy": outcome["accuracy"],
                     "final_loss": outcome["final_loss"],
                     "seconds": outcome["seconds"],

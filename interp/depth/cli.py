@@ -86,8 +86,8 @@ def register(app: typer.Typer) -> None:
                 epsilon=epsilon,
                 metric=metric,
                 raptor=True if raptor is None else raptor,
-                phase_steps=steps or 300,
-                end_to_end_steps=steps or 300,
+                phase_steps=300 if steps is None else steps,
+                end_to_end_steps=300 if steps is None else steps,
             )
         else:
             from interp.models.registry import load_model
@@ -100,8 +100,8 @@ def register(app: typer.Typer) -> None:
                 metric=metric,
                 samples=samples,
                 raptor=bool(raptor),
-                phase_steps=steps or 100,
-                end_to_end_steps=steps or 100,
+                phase_steps=100 if steps is None else steps,
+                end_to_end_steps=100 if steps is None else steps,
             )
         typer.echo(result.table())
         if out is not None:

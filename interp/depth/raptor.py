@@ -228,7 +228,8 @@ class RaptorFit(Result):
         if self.settings.get("kind") == "language":
             from interp.depth.raptor_lm import LanguageRaptor
 
-            raptor: Raptor = LanguageRaptor(model, spans)
+            # fit_language_raptor trains in float32 on the model's device; rebuild it the same way
+            raptor: Raptor = LanguageRaptor(model, spans).to(model.device, torch.float32)
         else:
             raptor = Raptor(view_of(model).layers, spans, self.settings["dim"])
         raptor.load_state_dict(self.surrogate_state)
@@ -236,11 +237,13 @@ class RaptorFit(Result):
 
     def table(self) -> str:
         spans = "".join(f"[{a}-{b}]" for a, b in self.spans)
+        error = "standardized error" if self.next_token is not None else "relative error"
         lines = [
             f"Raptor surrogate of {self.source}: {self.k} blocks {spans}, "
             f"{self.n_params_surrogate:,} block parameters (original {self.n_params_original:,})",
-            f"final-layer relative error {float(self.layer_error[-1]):.4f}, "
-            f"mean over layers {float(self.layer_error.mean()):.4f}",
+            f"final-layer {error} {float(self.layer_error[-1]):.4f}, "
+            f"mean over layers {float(self.layer_error.mean()):.4f}"
+            + (" (1 = no better than each channel's zero)" if self.next_token is not None else ""),
         ]
         if self.teacher_accuracy is not None:
             lines.append(

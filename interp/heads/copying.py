@@ -57,9 +57,14 @@ def copying_scores(model, values: torch.Tensor, sample: torch.Tensor) -> torch.T
     ``values``: ``[L, B, n, H_kv, d_head]`` (``blocks.*.attn.hook_v`` at the sample positions);
     ``sample``: ``[B, n]`` the distinct sample tokens at those positions.
     """
-    return (
-        4.0 * copying_ratio_sums(model, values, sample) / (values.shape[1] * values.shape[2]) - 1.0
+    return score_from_ratios(
+        copying_ratio_sums(model, values, sample), values.shape[1] * values.shape[2]
     )
+
+
+def score_from_ratios(ratio_sum: torch.Tensor, count: int) -> torch.Tensor:
+    """The copying score ``4 * mean(r) - 1``: maps the ratio's range ``[0, 0.5]`` onto ``[-1, 1]``."""
+    return 4.0 * ratio_sum / count - 1.0
 
 
 def copying_ratio_sums(model, values: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
-from interp.heads.copying import copying_ratio_sums
+from interp.heads.copying import copying_ratio_sums, score_from_ratios
 from interp.heads.scores import HeadScores
 from interp.models import StatsRequest
 
@@ -218,7 +218,7 @@ def induction_scores(
             sums[key] = sums[key] + value if key in sums else value
     order = ["prefix_matching", "copying", "previous_token", "duplicate_token", "stripe"]
     scores = {k: sums[k] / sums[f"{k}/count"] for k in order if k != "copying"}
-    scores["copying"] = 4.0 * sums["copying"] / (total * n_copy) - 1.0
+    scores["copying"] = score_from_ratios(sums["copying"], total * n_copy)
     loss_by_repeat = (sums["loss"] / total).view(repeats, seq_len).mean(1)
     return HeadScores(
         scores={k: scores[k].float() for k in order},

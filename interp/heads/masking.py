@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import torch
 
 from interp import __version__
-from interp.heads.defaults import DEFAULT_DEPTHS
+from interp.heads.defaults import DEFAULT_DEPTHS, N_NEEDLES
 from interp.heads.retrieval import SUCCESS_RECALL, default_needles, run_needle_tests
 from interp.heads.scores import HeadScores
 from interp.results import Result
@@ -108,14 +108,16 @@ def masking_experiment(
     seed: int = 0,
     lengths: Sequence[int] = (512,),
     depths: Sequence[float] = DEFAULT_DEPTHS,
-    n_needles: int = 3,
+    n_needles: int = N_NEEDLES,
     synthetic: bool = False,
     max_new_tokens: int = 30,
     progress: bool = True,
 ) -> MaskingResult:
     """Needle accuracy with nothing masked, the top-``k`` retrieval heads masked, and ``n_random``
     sets of ``k`` random non-retrieval heads masked (see :func:`masking_conditions`); a progress
-    bar per condition when ``progress``."""
+    bar per condition when ``progress``. The grid is the scan's needles and depths at one length
+    (512) and 30 decode steps by default: 1 + ``n_random`` + 1 conditions re-run every test, and
+    an answer is retrieved or not within its first few tokens."""
     if (scores.n_layers, scores.n_heads) != (model.n_layers, model.n_heads):
         raise ValueError(
             f"scores are [{scores.n_layers}, {scores.n_heads}] but {model.name} has "

@@ -50,6 +50,11 @@ def default_lengths(
     the context can still decode from); the grid doubles from 256 while below it and ends at it.
     """
     room = model.n_ctx - max_new_tokens + 1
+    if room < 2:
+        raise ValueError(
+            f"{model.name}'s context of {model.n_ctx} tokens leaves no room for a prompt when "
+            f"decoding {max_new_tokens} tokens; lower max_new_tokens below {model.n_ctx - 1}"
+        )
     if max_length is None:
         max_length = min(MAX_LENGTH, room)
     if not isinstance(max_length, int) or max_length < 2:
@@ -273,6 +278,10 @@ def grid_settings(
     """Resolve the needles and the grid, and describe them: ``(needles, settings)``."""
     if lengths is None:
         max_length, lengths = default_lengths(model, max_length, max_new_tokens=max_new_tokens)
+    elif max_length is not None:
+        raise ValueError(
+            "pass lengths (the explicit grid) or max_length (a doubling grid up to it), not both"
+        )
     else:
         lengths = [int(n) for n in lengths]
         max_length = max(lengths) if lengths else None

@@ -14,7 +14,8 @@ Hook names, in TransformerLens style:
     with the same weights, so the outputs *come from* the recorded states (an edit changes them).
     The state is all layers' ``h`` (layer 0 first), then for an LSTM all layers' ``c``.
   - an ``nn.RNNCell``/``nn.GRUCell``/``nn.LSTMCell``: every call (a cell driven by a Python loop);
-    an LSTM cell's state is ``[h; c]``.
+    an LSTM cell's state is ``[h; c]``. A cell (or a ``step``) used for two sequences in one call
+    records both, one after the other, on the same time axis.
   - a module with ``initial_state``/``step``/``readout`` (:class:`interp.rnn.protocol.Recurrent`:
     interp's nets, the state-regularized cell, ``as_recurrent`` adapters, your own): every call of
     its ``step``.
@@ -26,20 +27,18 @@ following steps and the outputs are computed from it (``None`` keeps it).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 
 import torch
 from torch import Tensor, nn
 
+from interp._checks import all_finite
 from interp.models.hooks import ActivationCache, resolve_hook_names
-from interp.models.recurrent import unrolled_forward
+from interp.models.recurrent import _CELLS, _FUSED, unrolled_forward
 from interp.rnn.protocol import Recurrent
 
 STATE_HOOK = "hook_state"
-_FUSED = (nn.RNN, nn.GRU, nn.LSTM)
-_CELLS = (nn.RNNCell, nn.GRUCell, nn.LSTMCell)
 _MISSING = object()
 
 StateEdit = Callable[[Tensor, int], Tensor | None]
@@ -97,7 +96,16 @@ def _replace_attribute(stack: ExitStack, module: nn.Module, name: str, value: ob
 
 def _attach(stack: ExitStack, module: nn.Module, kind: str, steps: _Steps) -> None:
     if kind == "fused":
-        forward = functools.partial(unrolled_forward, module, on_step=steps)
+
+        def forward(*args, **kwargs):
+            if steps.states:
+                raise RuntimeError(
+                    f"{steps.name!r}: the recurrent module ran a second time in this call; "
+                    "hook_state records one sequence per run, so run each sequence separately "
+                    "(or capture the module's outputs by its path instead)"
+                )
+            return unrolled_forward(module, *args, on_step=steps, **kwargs)
+
         _replace_attribute(stack, module, "forward", forward)
     elif kind == "cell":
 
@@ -105,8 +113,10 @@ def _attach(stack: ExitStack, module: nn.Module, kind: str, steps: _Steps) -> No
             pair = isinstance(output, tuple)
             state = torch.cat(output, dim=-1) if pair else output
             new = steps(len(steps.states), state)
-            if new is state:
+            if steps.edit is None:
                 return None
+            # An LSTM cell's state is a concatenated copy of (h, c): hand the (possibly in-place
+            # edited) copy back even when the edit returned the same tensor or None.
             return tuple(new.split(cell.hidden_size, dim=-1)) if pair else new
 
         stack.callback(module.register_forward_hook(hook).remove)
@@ -155,10 +165,12 @@ class HookedModule:
         """Call the module on ``inputs`` (a tensor, or a tuple of positional args; ``kwargs`` go
         to the call too), capturing the requested names, detached, without gradients.
 
-        ``edit`` maps ``hook_state`` names (exact, no patterns) to ``fn(state, t)``. A requested
-        name that never produced a value (its module did not run) raises ``KeyError``.
+        ``edit`` maps ``hook_state`` names (exact, no patterns) to ``fn(state, t)``. A name asked
+        for exactly whose module did not run raises ``KeyError``; names a glob pattern expanded to
+        are left out of the cache when their module did not run.
         """
         names = resolve_hook_names(capture, self.hook_names)
+        exact = {capture} if isinstance(capture, str) else set(capture or ())
         edits = dict(edit or {})
         for name in edits:
             if name not in self.hook_names or self._state_path(name) is None:
@@ -189,8 +201,9 @@ class HookedModule:
                 cache[name] = steps[name].stacked()
         for name in names:
             if name not in cache:
-                raise KeyError(f"{name!r} was requested but its module never ran in this call")
-            value = cache[name]
-            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                if name in exact:
+                    raise KeyError(f"{name!r} was requested but its module never ran in this call")
+                continue
+            if not all_finite(cache[name]):
                 raise FloatingPointError(f"non-finite values (NaN/inf) in activation {name!r}")
         return output, cache

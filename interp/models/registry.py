@@ -175,21 +175,18 @@ def _from_string(spec: str, dtype: torch.dtype | None):
             f"{path} is a file but not a .gguf checkpoint; pass a .gguf file or a model folder"
         )
     hub_id = _HUB_ID.match(spec) is not None
-    # 'models/tiny' reads as a path when its first folder exists here: report the missing path.
-    looks_local = hub_id and Path(spec.split("/", 1)[0]).is_dir()
-    if (
-        spec.endswith(".gguf")
-        or spec.startswith((".", "/", "~"))
-        or looks_local
-        or os.sep in spec
-        and not hub_id
-    ):
-        raise FileNotFoundError(
-            f"no such model file or folder: {spec} (resolved to {path.resolve()})"
-        )
-    if hub_id:
+    missing = f"no such model file or folder: {spec} (resolved to {path.resolve()})"
+    if spec.endswith(".gguf") or spec.startswith((".", "/", "~")) or os.sep in spec and not hub_id:
+        raise FileNotFoundError(missing)
+    if not hub_id:
+        raise _unknown(spec)
+    try:
         return (*_from_hub(spec, dtype), spec)
-    raise _unknown(spec)
+    except OSError as error:
+        # 'models/tiny' also reads as a path when its first folder exists here: say both.
+        if Path(spec.split("/", 1)[0]).is_dir():
+            raise FileNotFoundError(f"{missing}; as a hub id: {error}") from error
+        raise
 
 
 def _from_hub(hf_id: str, dtype: torch.dtype | None):
