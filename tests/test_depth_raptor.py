@@ -72,23 +72,32 @@ def test_weight_tied_teacher_is_exactly_a_two_block_raptor_at_init():
         assert not torch.allclose(untied(states[0]), states[1:], atol=1e-2)
 
 
-def test_hf_dinov2_raptor_uses_its_own_layer_type():
-    from transformers import Dinov2Config, Dinov2Model
+def _hf_vision_model(family: str):
+    """A tiny random-init Hugging Face ViT or DINOv2 (3 layers, width 16)."""
+    import transformers
 
-    torch.manual_seed(0)
-    config = Dinov2Config(
+    config_class, model_class, ffn = {
+        "vit": ("ViTConfig", "ViTModel", {"intermediate_size": 32}),
+        "dinov2": ("Dinov2Config", "Dinov2Model", {"mlp_ratio": 2}),
+    }[family]
+    config = getattr(transformers, config_class)(
         hidden_size=16,
-        num_hidden_layers=4,
+        num_hidden_layers=3,
         num_attention_heads=2,
-        mlp_ratio=2,
         image_size=8,
         patch_size=4,
+        **ffn,
     )
-    model = Dinov2Model(config).eval()
-    view = view_of(model)
+    torch.manual_seed(0)
+    return getattr(transformers, model_class)(config).eval()
+
+
+@pytest.mark.parametrize(("family", "layer_type"), [("vit", "ViTLayer"), ("dinov2", "Dinov2Layer")])
+def test_hf_raptor_uses_its_own_layer_type_and_reproduces_the_teacher_at_init(family, layer_type):
+    view = view_of(_hf_vision_model(family))
     states = view.states(torch.randn(3, 3, 8, 8))
-    raptor = Raptor(view.layers, [(layer, layer) for layer in range(1, 5)], dim=16).eval()
-    assert type(raptor.blocks[0].layer).__name__ == "Dinov2Layer"
+    raptor = Raptor(view.layers, [(layer, layer) for layer in range(1, 4)], dim=16).eval()
+    assert type(raptor.blocks[0].layer).__name__ == layer_type
     with torch.no_grad():
         assert torch.allclose(raptor(states[0]), states[1:], atol=1e-5)
 
@@ -141,28 +150,6 @@ def test_teacher_forced_rollout_mixes_teacher_and_own_state():
             ]
         )
         assert torch.allclose(full, one_step, atol=1e-6)
-
-
-def test_hf_vit_layer_raptor_reproduces_the_teacher_at_init():
-    from transformers import ViTConfig as HFViTConfig
-    from transformers import ViTModel
-
-    torch.manual_seed(0)
-    config = HFViTConfig(
-        hidden_size=16,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        intermediate_size=32,
-        image_size=8,
-        patch_size=4,
-    )
-    model = ViTModel(config).eval()
-    view = view_of(model)
-    states = view.states(torch.randn(3, 3, 8, 8))
-    raptor = Raptor(view.layers, [(layer, layer) for layer in range(1, 4)], dim=16).eval()
-    assert type(raptor.blocks[0].layer).__name__ == "ViTLayer"
-    with torch.no_grad():
-        assert torch.allclose(raptor(states[0]), states[1:], atol=1e-5)
 
 
 def test_untrained_one_block_per_layer_surrogate_scores_like_the_original():

@@ -3,13 +3,12 @@ hand-built targets and ratios, the in-context-learning score, and the embedded m
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 import interp
 from interp.heads.copying import copy_ratios, copying_scores
 from interp.heads.icl import in_context_learning_score
 from interp.heads.induction import induction_scores, induction_targets, repeated_random_tokens
-from tests.tiny import word_tokenizer
+from tests.tiny import tiny_hf_model, word_tokenizer
 
 SEQ, REPEATS = 8, 3
 
@@ -171,21 +170,7 @@ def copying_lm():
     """Tiny Llama (head_dim 16) whose layer-0 head 0 copies exactly (its OV circuit maps sample
     token k to the unembedding of token k alone) and head 2 raises the attended token by 3 and
     the next sample token by 1; every other head keeps its random weights."""
-    config = LlamaConfig(
-        vocab_size=96,
-        hidden_size=64,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=128,
-        bos_token_id=1,
-        pad_token_id=2,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config).eval()
+    model = tiny_hf_model("llama", hidden_size=64, head_dim=16)  # 4 heads, 2 KV heads
     eye = torch.eye(64)
     ids = torch.arange(20, 20 + N_SAMPLE)
     k = torch.arange(N_SAMPLE)

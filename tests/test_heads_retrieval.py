@@ -6,7 +6,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
 import interp
 from interp.heads import HeadScores
@@ -22,10 +21,10 @@ from interp.heads.retrieval import (
     retrieval_report_sections,
 )
 from interp.viz import Report
-from tests.tiny import word_tokenizer
+from tests.tiny import tiny_hf_model, word_tokenizer
 
 
-def copy_paste_model(seed: int = 0) -> GPT2LMHeadModel:
+def copy_paste_model(seed: int = 0) -> torch.nn.Module:
     """A 2-layer GPT-2 (no position embeddings, tied unembedding) that repeats the seed-``seed``
     synthetic code of the 96-word tokenizer through exactly one head, L0H0.
 
@@ -40,16 +39,7 @@ def copy_paste_model(seed: int = 0) -> GPT2LMHeadModel:
     tok = word_tokenizer(96)
     code = [tok.convert_tokens_to_ids(w) for w in synthetic_needle(tok, seed=seed).answer.split()]
     d, dh = 32, 8
-    config = GPT2Config(
-        vocab_size=96,
-        n_embd=d,
-        n_layer=2,
-        n_head=4,
-        n_positions=128,
-        bos_token_id=1,
-        eos_token_id=2,
-    )
-    model = GPT2LMHeadModel(config).eval()
+    model = tiny_hf_model("gpt2", vocab_size=96, n_embd=d)  # 2 layers, 4 heads of 8
     g = torch.Generator().manual_seed(0)
     start = torch.cat([torch.ones(d, 1), torch.randn(d, d - 1, generator=g)], dim=1)
     basis = torch.linalg.qr(start)[0][:, 1:] * d**0.5  # orthogonal to the all-ones vector

@@ -7,7 +7,6 @@ from interp's code); the finder must rank that head first with score 1.0.
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 import interp
 from interp.heads import HeadScores, OrdinalTask, successor_report_sections, successor_scores
@@ -237,20 +236,9 @@ def mod10_lm(successor: bool):
     ``successor=False``, x · x_j (each token to itself). (The 20 embeddings span only 12
     dimensions, so an exact one-hot successor map cannot be solved for; similarity needs none.)"""
     tokenizer = word_tokenizer(96)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=96,
-        hidden_size=64,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        bos_token_id=1,
-        pad_token_id=2,
-        tie_word_embeddings=False,
+    model = tiny_hf_model(
+        "llama", hidden_size=64, num_attention_heads=2, num_key_value_heads=2, head_dim=32
     )
-    model = LlamaForCausalLM(config).eval()
     g = torch.Generator().manual_seed(4)
     units, decades = torch.randn(10, 64, generator=g) * 3, torch.randn(2, 64, generator=g)
     numbers = [f"w{i}" for i in range(3, 23)]

@@ -35,11 +35,11 @@ CAPTURE = [
 WEIGHTS = ["W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O", "W_E"]
 
 
-def _boot_bridge(family: str, tokenizer, folder):
+def _boot_bridge(model, tokenizer, folder):
+    """A TransformerBridge over ``model``, booted offline from a folder it is saved to."""
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoTokenizer
 
-    model = tiny_hf_model(family, vocab_size=len(tokenizer))
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return TransformerBridge.boot_transformers(
@@ -60,7 +60,11 @@ def natives(tokenizer):
 @pytest.fixture(scope="module")
 def bridges(tokenizer, tmp_path_factory):
     return {
-        f: interp.load_model(_boot_bridge(f, tokenizer, tmp_path_factory.mktemp(f)))
+        f: interp.load_model(
+            _boot_bridge(
+                tiny_hf_model(f, vocab_size=len(tokenizer)), tokenizer, tmp_path_factory.mktemp(f)
+            )
+        )
         for f in FAMILIES
     }
 
@@ -220,8 +224,7 @@ def test_nnsight_lazy_model_is_dispatched(natives, tokenizer, tmp_path):
 
 
 def test_unsupported_transformer_lens_architecture(tokenizer, tmp_path):
-    from transformer_lens.model_bridge import TransformerBridge
-    from transformers import AutoTokenizer, OPTConfig, OPTForCausalLM
+    from transformers import OPTConfig, OPTForCausalLM
 
     config = OPTConfig(
         vocab_size=len(tokenizer),
@@ -232,15 +235,7 @@ def test_unsupported_transformer_lens_architecture(tokenizer, tmp_path):
         max_position_embeddings=32,
         word_embed_proj_dim=16,
     )
-    model = OPTForCausalLM(config).eval()
-    model.save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-    bridge = TransformerBridge.boot_transformers(
-        str(tmp_path),
-        hf_model=model,
-        tokenizer=AutoTokenizer.from_pretrained(tmp_path),
-        device="cpu",
-    )
+    bridge = _boot_bridge(OPTForCausalLM(config).eval(), tokenizer, tmp_path)
     with pytest.raises(
         ValueError, match="unsupported TransformerLens architecture 'OPTForCausalLM'"
     ):
@@ -268,21 +263,11 @@ def test_bad_requests_and_objects(bridges, tiny_models):
 def test_gemma_bridge_norm_weights_are_effective_scales(tokenizer, tmp_path):
     """Gemma scales by 1 + w: the bridge (holding HF's raw w) must report the same g as native,
     and RMSNorm(x) = x / rms(x) * g must hold for it."""
-    from transformer_lens.model_bridge import TransformerBridge
-    from transformers import AutoTokenizer
 
     model = tiny_hf_model("gemma", vocab_size=len(tokenizer))
     with torch.no_grad():
         model.model.norm.weight.normal_(generator=torch.Generator().manual_seed(4))
-    model.save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-    bridge = TransformerBridge.boot_transformers(
-        str(tmp_path),
-        hf_model=model,
-        tokenizer=AutoTokenizer.from_pretrained(tmp_path),
-        device="cpu",
-    )
-    lm = interp.load_model(bridge)
+    lm = interp.load_model(_boot_bridge(model, tokenizer, tmp_path))
     final = lm.norm_weights()["ln_final"]
     torch.testing.assert_close(final, 1 + model.model.norm.weight.detach())
     x = torch.randn(3, lm.d_model, generator=torch.Generator().manual_seed(5), dtype=torch.float64)

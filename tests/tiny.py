@@ -36,60 +36,50 @@ def word_tokenizer(size: int = 96) -> PreTrainedTokenizerFast:
 
 
 def tiny_hf_model(
-    family: str, *, vocab_size: int = 96, layers: int = 2, seed: int = 0
+    family: str, *, vocab_size: int = 96, layers: int = 2, seed: int = 0, **overrides
 ) -> torch.nn.Module:
-    """A random-init causal LM of ``family`` small enough for unit tests (float32, eval mode)."""
+    """A random-init causal LM of ``family`` small enough for unit tests (float32, eval mode).
+
+    ``overrides`` replace config fields (``hidden_size=64, head_dim=16``...) for hand-built models.
+    """
     torch.manual_seed(seed)
-    llama_like = {
-        "llama": (LlamaConfig, LlamaForCausalLM),
-        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
-        "gemma": (GemmaConfig, GemmaForCausalLM),
-        "mistral": (MistralConfig, MistralForCausalLM),
+    llama = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "max_position_embeddings": 128,
+        "bos_token_id": 1,
+        "pad_token_id": 2,
+        "eos_token_id": 2,
+        "tie_word_embeddings": False,
     }
-    if family in llama_like:
-        config_class, model_class = llama_like[family]
-        config = config_class(
-            vocab_size=vocab_size,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=8,
-            max_position_embeddings=128,
-            bos_token_id=1,
-            pad_token_id=2,
-            eos_token_id=2,
-            tie_word_embeddings=False,
-        )
-        model = model_class(config)
-    elif family == "gpt2":
-        config = GPT2Config(
-            vocab_size=vocab_size,
-            n_embd=32,
-            n_layer=layers,
-            n_head=4,
-            n_positions=128,
-            bos_token_id=1,
-            eos_token_id=2,
-        )
-        model = GPT2LMHeadModel(config)
-    elif family == "gpt_neox":
-        config = GPTNeoXConfig(
-            vocab_size=vocab_size,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            max_position_embeddings=128,
-            rotary_pct=0.5,
-            use_parallel_residual=True,
-            bos_token_id=1,
-        )
-        model = GPTNeoXForCausalLM(config)
-    else:
-        raise ValueError(f"unknown tiny family {family!r}")
-    return model.eval()
+    families = {
+        "llama": (LlamaConfig, LlamaForCausalLM, llama),
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM, llama),
+        "gemma": (GemmaConfig, GemmaForCausalLM, llama),
+        "mistral": (MistralConfig, MistralForCausalLM, llama),
+        "gpt2": (
+            GPT2Config,
+            GPT2LMHeadModel,
+            {"n_embd": 32, "n_layer": layers, "n_head": 4, "n_positions": 128}
+            | {"bos_token_id": 1, "eos_token_id": 2},
+        ),
+        "gpt_neox": (
+            GPTNeoXConfig,
+            GPTNeoXForCausalLM,
+            {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": layers}
+            | {"num_attention_heads": 4, "max_position_embeddings": 128, "rotary_pct": 0.5}
+            | {"use_parallel_residual": True, "bos_token_id": 1},
+        ),
+    }
+    if family not in families:
+        raise ValueError(f"unknown tiny family {family!r}; known: {', '.join(families)}")
+    config_class, model_class, fields = families[family]
+    config = config_class(vocab_size=vocab_size, **(fields | overrides))
+    return model_class(config).eval()
 
 
 def gguf_vocabulary() -> list[str]:
