@@ -10,12 +10,15 @@ B=1, causal, float32, T in {512, 2048, 8192}. Methods:
 - ``stats``: ``attention_stats(backend="torch")``, lse/argmax/max_prob only;
 - ``stats+S4+R2``: the same plus 4 target keys per query and 2 key ranges.
 
-Time: best of a few calls after one warm-up, all methods of one T timed in the same process in
-round-robin order (the machine is shared: interleaving and taking the best keep other users' load
-out of the ratios), single-threaded by default. Peak memory: each (method, T) runs once in a fresh
-subprocess; we reset the peak resident set size (``/proc/self/clear_refs``, Linux) just before
-the call and report how far the peak (VmHWM) rose above the RSS at that moment, i.e. the memory the
-call itself needed on top of its inputs (measured, not analytic).
+Time: best of round-robin rounds after one warm-up each, all methods of one T timed in the same
+process; rounds continue for at least ``--budget-s`` seconds per T (at least 3). The machine is
+shared: interleaving and taking the best keep other users' load out of the ratios, and a time
+budget gives short calls many more rounds than long ones; each method runs twice in a row per
+round, so that one method's cache footprint is not charged to the next. Single-threaded by default.
+Peak memory: each (method, T) runs once in a fresh subprocess; we reset the peak resident set size
+(``/proc/self/clear_refs``, Linux) just before the call and report how far the peak (VmHWM) rose
+above the RSS at that moment, i.e. the memory the call itself needed on top of its inputs
+(measured, not analytic).
 A materialized softmax larger than ``--max-materialized-gib`` is not run; the analytic size of
 one [B, H, T, T] float32 tensor is printed instead (the path holds several such tensors).
 
@@ -31,6 +34,7 @@ import time
 
 METHODS = ("sdpa", "materialized", "stats", "stats+S4+R2")
 B, HQ, HKV, D = 1, 9, 3, 64
+CALLS_PER_TURN = 2  # consecutive timed calls of one method within a round (see best_times)
 
 
 def _inputs(t: int):
@@ -87,17 +91,30 @@ def peak_mib(method: str, t: int) -> float:
     return float(out.strip().splitlines()[-1])
 
 
-def best_times(methods: list[str], t: int, repeats: int) -> dict[str, float]:
-    """Best wall time of each method over ``repeats`` round-robin calls after one warm-up each."""
+def best_times(
+    methods: list[str], t: int, *, budget_s: float, min_rounds: int = 3, max_rounds: int = 100
+) -> dict[str, float]:
+    """Best wall time of each method over round-robin rounds after one warm-up each.
+
+    Rounds continue until ``budget_s`` seconds have passed (and at least ``min_rounds``), so short
+    calls get many more chances to run undisturbed on a shared machine than long ones. In each
+    round every method runs ``CALLS_PER_TURN`` times in a row: the first call after another
+    method pays for that method's cache and page footprint (after the 38 MiB materialized softmax
+    at T=512, a 6.6 ms stats call takes 9 ms), which is not the method's own cost.
+    """
     calls = {m: _call(m, t) for m in methods}
     for fn in calls.values():
         fn()
     best = dict.fromkeys(methods, float("inf"))
-    for _ in range(repeats):
+    start_all = time.perf_counter()
+    for rounds in range(1, max_rounds + 1):
         for m, fn in calls.items():
-            start = time.perf_counter()
-            fn()
-            best[m] = min(best[m], time.perf_counter() - start)
+            for _ in range(CALLS_PER_TURN):
+                start = time.perf_counter()
+                fn()
+                best[m] = min(best[m], time.perf_counter() - start)
+        if rounds >= min_rounds and time.perf_counter() - start_all >= budget_s:
+            break
     return best
 
 
@@ -122,6 +139,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[512, 2048, 8192])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-materialized-gib", type=float, default=1.0)
+    parser.add_argument(
+        "--budget-s", type=float, default=5.0, help="timing rounds per T run at least this long"
+    )
     parser.add_argument("--peak-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peak_worker:
@@ -138,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
             for m in METHODS
             if m != "materialized" or materialized_gib(t) <= args.max_materialized_gib
         ]
-        times = best_times(run, t, repeats=5 if t <= 1024 else 3)
+        times = best_times(run, t, budget_s=args.budget_s)
         for method in METHODS:
             if method not in run:
                 size = f">= {materialized_gib(t):.1f} GiB*"
@@ -150,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  done T={t}", file=sys.stderr, flush=True)
     print(
         f"attention statistics on CPU, B={B}, Hq={HQ}, Hkv={HKV}, D={D}, causal, float32, "
-        f"{args.threads} thread(s); time = best of a few interleaved calls"
+        f"{args.threads} thread(s); time = best of interleaved rounds"
     )
     print(format_table(rows))
     print("peak extra MiB: growth of peak RSS during one call in a fresh process (measured).")
