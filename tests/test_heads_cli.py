@@ -72,3 +72,26 @@ def test_heads_rejects_bad_lists(runner, tmp_path):
     assert result.exit_code != 0 and "--lengths must be comma-separated ints" in result.output
     result = runner.invoke(app, ["heads", "--find", "induction,copying"])
     assert result.exit_code != 0 and "unknown kind(s) ['copying']" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["heads", "--model", "./no/such/model"], "no such model file or folder: ./no/such/model"),
+        (["phases", "--model", "./no/such/model"], "no such model file or folder: ./no/such/model"),
+        (["heads", "--model", "COPY", "--find", "retrieval", "--lengths", "60,500"], "in [2, 79]"),
+    ],
+    ids=["heads-missing-model", "phases-missing-model", "grid-beyond-context"],
+)
+def test_bad_models_and_grids_are_one_line_errors(runner, tmp_path, args, message):
+    folder = tmp_path / "copy"  # context 128: 79 prompt tokens leave room for 50 decoding steps
+    copy_paste_model().save_pretrained(folder)
+    word_tokenizer(96).save_pretrained(folder)
+    out = tmp_path / "report.html"
+    args = [str(folder) if a == "COPY" else a for a in args]
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1].startswith("error: "), result.output
+    assert message in result.output.strip().splitlines()[-1], result.output
+    assert not out.exists()

@@ -380,6 +380,8 @@ def test_default_length_grid_doubles_up_to_max_length(copy_lm):
     )  # context 128 leaves 79 prompt tokens for 50 steps
     with pytest.raises(ValueError, match="max_length <= 79"):
         default_lengths(copy_lm, 100)
+    with pytest.raises(ValueError, match=r"lengths must be prompt token counts in \[2, 79\]"):
+        retrieval_grid(copy_lm, synthetic=True, n_needles=1, lengths=[64, 80], progress=False)
     grid = retrieval_grid(
         copy_lm,
         synthetic=True,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from interp.cli_errors import user_errors
+
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the main `interp` app."""
@@ -92,8 +94,10 @@ def register(app: typer.Typer) -> None:
         else:
             from interp.models.registry import load_model
 
+            with user_errors():
+                lm = load_model(model)
             result = study_language_model(
-                load_model(model),
+                lm,
                 k=k,
                 method=method,
                 epsilon=epsilon,

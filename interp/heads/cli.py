@@ -11,6 +11,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from interp.cli_errors import user_errors
+
 KINDS = ("induction", "successor", "retrieval")
 
 
@@ -143,7 +145,8 @@ def register(app: typer.Typer) -> None:
         if out.exists() and not overwrite:
             raise typer.BadParameter(f"{out} exists; pass --overwrite or choose another --out")
         console = Console()
-        lm = load_model(model)
+        with user_errors():
+            lm = load_model(model)
         console.print(f"[bold]{lm!r}[/bold]")
         report = Report(f"Attention heads of {lm.name}")
         report.text(repr(lm))
@@ -156,15 +159,16 @@ def register(app: typer.Typer) -> None:
             if scores is not None:
                 results["successor"] = scores
         if "retrieval" in kinds:
-            grid = retrieval_grid(
-                lm,
-                lengths=length_list,
-                depths=depth_list,
-                max_length=max_length,
-                n_needles=needles,
-                synthetic=synthetic,
-                max_new_tokens=max_new_tokens,
-            )
+            with user_errors():  # a grid the model cannot take (lengths, needles)
+                grid = retrieval_grid(
+                    lm,
+                    lengths=length_list,
+                    depths=depth_list,
+                    max_length=max_length,
+                    n_needles=needles,
+                    synthetic=synthetic,
+                    max_new_tokens=max_new_tokens,
+                )
             results["retrieval"] = grid.scores()
             retrieval_report_sections(results["retrieval"], grid, report)
             console.print(grid.table())

@@ -285,6 +285,13 @@ def grid_settings(
     else:
         lengths = [int(n) for n in lengths]
         max_length = max(lengths) if lengths else None
+        room = model.n_ctx - max_new_tokens + 1
+        if lengths and (min(lengths) < 2 or max_length > room):
+            raise ValueError(
+                f"retrieval lengths must be prompt token counts in [2, {room}] (the context of "
+                f"{model.n_ctx} tokens minus {max_new_tokens - 1} more decoding steps), got "
+                f"{lengths}"
+            )
     depths = [float(d) for d in depths]
     if not lengths or not depths:
         raise ValueError("lengths and depths must be non-empty")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from interp.cli_errors import fail, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -71,13 +72,11 @@ def register(app: typer.Typer) -> None:
         from interp.results import write_atomically
 
         if out.exists() and not overwrite:
-            _fail(f"{out} already exists; pass --overwrite or choose another --out")
-        try:
+            fail(f"{out} already exists; pass --overwrite or choose another --out")
+        with user_errors():
             lm = load_model(model)
             tokens = lm.to_tokens(text, prepend_bos=not no_bos)
             _, cache = lm.run(tokens, capture=hook)
-        except USER_ERRORS as error:
-            _fail(_message(error))
         tensors = {name: value.contiguous().cpu() for name, value in cache.items()}
         tensors["tokens"] = tokens.cpu()
         write_atomically(out, lambda tmp: save_file(tensors, str(tmp)), overwrite=overwrite)
@@ -88,18 +87,3 @@ def register(app: typer.Typer) -> None:
         for name, value in tensors.items():
             table.add_row(name, str(tuple(value.shape)))
         console.print(table)
-
-
-# What bad input raises (unknown name or hook, missing file or wheel, too long a text): a
-# message for the user, not a traceback. Anything else is a bug and keeps its traceback.
-USER_ERRORS = (KeyError, ValueError, OSError, ModuleNotFoundError)
-
-
-def _message(error: BaseException) -> str:
-    # KeyError's str() wraps the message in quotes; its first argument is the message itself.
-    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
