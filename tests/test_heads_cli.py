@@ -41,9 +41,14 @@ def test_heads_on_a_word_tokenizer_skips_successor_and_finds_the_copy_head(runne
     assert sorted(p.name for p in saved.iterdir()) == ["induction", "retrieval"]
     retrieval = HeadScores.load(saved / "retrieval")
     assert retrieval.top(1)[0] == (0, 0, 1.0) and retrieval.settings["lengths"] == [60]
-    # a second run refuses to overwrite the report
+    # a second run refuses to overwrite the report, or (with a new report path) the saved results,
+    # before it scans anything
     again = runner.invoke(app, [*args, "--max-new-tokens", "10"])
     assert again.exit_code != 0 and "--overwrite" in again.output
+    other = tmp_path / "other.html"
+    again = runner.invoke(app, [*[str(other) if a == str(out) else a for a in args]])
+    assert again.exit_code != 0 and f"{saved / 'induction'} exists" in again.output
+    assert "needle tests" not in again.output and not other.exists()
 
 
 def test_heads_prints_the_successor_tasks_the_tokenizer_keeps(runner, tmp_path):

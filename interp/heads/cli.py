@@ -142,8 +142,10 @@ def register(app: typer.Typer) -> None:
         kinds = _parse_kinds(find)
         length_list = _parse_list("--lengths", lengths, int)
         depth_list = _parse_list("--depths", depths, float)
-        if out.exists() and not overwrite:
-            raise typer.BadParameter(f"{out} exists; pass --overwrite or choose another --out")
+        taken = [out] + ([save / kind for kind in kinds] if save is not None else [])
+        for path in taken:  # refuse before minutes of scanning, not after
+            if path.exists() and not overwrite:
+                raise typer.BadParameter(f"{path} exists; pass --overwrite or choose another path")
         console = Console()
         with user_errors():
             lm = load_model(model)
