@@ -4,6 +4,8 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import warnings  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -106,3 +108,38 @@ def test_explicit_triton_that_cannot_run_is_named(monkeypatch):
     monkeypatch.setattr(api, "triton_available", lambda: False)
     with pytest.raises(ImportError, match="pip install triton"):
         api.resolve_backend("triton", torch.device("cuda"), torch.float32)
+
+
+def test_auto_falls_back_to_torch_once_when_the_kernel_fails(monkeypatch):
+    """A kernel that cannot compile or launch on the device (here: a faked OutOfResources) costs
+    one warning under backend='auto', then torch serves every call; 'triton' still raises."""
+    from triton.runtime.errors import OutOfResources
+
+    from interp.kernels import triton_stats
+
+    launches = []
+
+    def out_of_shared_memory(problem, **_):
+        launches.append(problem)
+        raise OutOfResources(required=262144, limit=232448, name="shared memory")
+
+    monkeypatch.setattr(api, "resolve_backend", lambda backend, device, dtype: "triton")
+    monkeypatch.setattr(triton_stats, "triton_attention_stats", out_of_shared_memory)
+    monkeypatch.setattr(api, "_TRITON_FAILED", [])
+    with pytest.warns(RuntimeWarning, match="OutOfResources.*uses the chunked torch backend"):
+        first = attention_stats(Q, K)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = attention_stats(Q, K)
+    assert len(launches) == 1  # the failed kernel is not tried again
+    ref = reference_attention_stats(Q, K)
+    for out in (first, second):
+        torch.testing.assert_close(out.lse.double(), ref.lse, rtol=1e-5, atol=1e-6)
+        assert torch.equal(out.argmax, ref.argmax)
+    with pytest.raises(OutOfResources):
+        attention_stats(Q, K, backend="triton")
+    # an error that is not Triton's is a bug and is not swallowed
+    monkeypatch.setattr(api, "_TRITON_FAILED", [])
+    monkeypatch.setattr(triton_stats, "triton_attention_stats", lambda p: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        attention_stats(Q, K)

@@ -38,6 +38,7 @@ import importlib.util
 import math
 import numbers
 import os
+import warnings
 
 import torch
 
@@ -256,7 +257,8 @@ def attention_stats(
         targets: [B, Tq, S] integer key indices per query (-1 = none) for ``target_prob``.
         key_ranges: [B, R, 2] integer half-open ranges [start, end) for ``range_mass``.
         backend: "auto" (Triton for float16/bfloat16/float32 CUDA tensors when triton is
-            installed, torch otherwise), "triton" or "torch".
+            installed, torch otherwise; if the kernel fails to compile or launch on the device,
+            a warning and torch from then on), "triton" or "torch".
 
     Returns:
         :class:`AttentionStats` with ``lse``, ``argmax``, ``max_prob`` [B, Hq, Tq] and, when asked,
@@ -274,10 +276,40 @@ def attention_stats(
         key_ranges=key_ranges,
     )
     with torch.no_grad():  # statistics, not a differentiable op; the torch path works in place
-        if resolve_backend(backend, q.device, q.dtype) == "triton":
+        chosen = resolve_backend(backend, q.device, q.dtype)
+        if chosen == "triton" and not (backend == "auto" and _TRITON_FAILED):
             from interp.kernels.triton_stats import triton_attention_stats
 
-            return triton_attention_stats(problem)
+            try:
+                return triton_attention_stats(problem)
+            except Exception as error:
+                if backend == "triton" or not _is_triton_error(error):
+                    raise
+                _give_up_on_triton(error)
         from interp.kernels.torch_stats import torch_attention_stats
 
         return torch_attention_stats(problem)
+
+
+# Set when the kernel failed to compile or launch under backend="auto" (say, too little shared
+# memory on an untested GPU): the rest of the process then uses the torch backend.
+_TRITON_FAILED: list[str] = []
+
+
+def _is_triton_error(error: BaseException) -> bool:
+    """True for Triton's own compile / launch errors (CompilationError, OutOfResources, ...)."""
+    from triton.runtime.errors import TritonError
+
+    return isinstance(error, TritonError)
+
+
+def _give_up_on_triton(error: BaseException) -> None:
+    """Warn once that ``auto`` falls back to the torch backend, and remember it."""
+    _TRITON_FAILED.append(f"{type(error).__name__}: {error}")
+    warnings.warn(
+        f"the Triton attention_stats kernel failed on this device ({_TRITON_FAILED[0]}); "
+        "backend='auto' uses the chunked torch backend from now on (same results, slower). "
+        "backend='triton' raises the error itself.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
