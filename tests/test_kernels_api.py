@@ -143,3 +143,22 @@ def test_auto_falls_back_to_torch_once_when_the_kernel_fails(monkeypatch):
     monkeypatch.setattr(triton_stats, "triton_attention_stats", lambda p: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         attention_stats(Q, K)
+
+
+def test_deferred_value_checks_raise_when_read():
+    """validate(defer_value_checks=True) queues what only the values tell; check_values reads
+    every queued flag at once and raises the first failure, named as attention_stats names it."""
+    bad_k = K.clone()
+    bad_k[0, 0, 2, 1] = float("nan")
+    targets = torch.full((1, 6, 1), 9)  # out of range as well: the k check comes first
+    kwargs = dict(scale=None, causal=True, key_padding_mask=None, key_ranges=None)
+    problem = api.validate(Q, bad_k, targets=targets, defer_value_checks=True, **kwargs)
+    assert [flag.item() for flag, _ in problem.value_checks] == [True, False, False]
+    with pytest.raises(FloatingPointError, match="k holds non-finite values.* at 1 entries"):
+        api.check_values([problem])
+    fine = api.validate(Q, K, targets=targets.clamp(max=5), defer_value_checks=True, **kwargs)
+    api.check_values([fine])  # all flags true: nothing raised
+    with pytest.raises(ValueError, match=r"targets must be key indices in \[0, 6\)"):
+        api.check_values(
+            [fine, api.validate(Q, K, targets=targets, defer_value_checks=True, **kwargs)]
+        )

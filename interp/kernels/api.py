@@ -34,15 +34,17 @@ Conventions (the same for both backends):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import math
 import numbers
 import os
 import warnings
+from collections.abc import Callable, Sequence
 
 import torch
 
-from interp._checks import all_finite
+from interp._checks import Check, finite_flag, raise_first_failure
 
 BACKENDS = ("auto", "triton", "torch")
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -75,6 +77,9 @@ class StatsProblem:
     key_padding_mask: torch.Tensor | None
     targets: torch.Tensor | None
     key_ranges: torch.Tensor | None
+    # (flag, error) pairs for what only the tensors' values can tell (finite q/k, indices in
+    # range): the flags are 0-d bool tensors on q's device, not yet read (see check_values).
+    value_checks: tuple[Check, ...] = dataclasses.field(default=(), repr=False, compare=False)
 
     @property
     def group(self) -> int:
@@ -111,8 +116,14 @@ def validate(
     key_padding_mask: object,
     targets: object,
     key_ranges: object,
+    defer_value_checks: bool = False,
 ) -> StatsProblem:
-    """Check shapes, dtypes, devices and index ranges; raise a clear error naming the problem."""
+    """Check shapes, dtypes, devices and index ranges; raise a clear error naming the problem.
+
+    ``defer_value_checks=True`` leaves what only the values can tell (finite q/k, indices in
+    range) queued on the device for a later :func:`check_values`, so that reading it does not
+    stall a GPU before the work is launched.
+    """
     for name, t in (("q", q), ("k", k)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -144,13 +155,7 @@ def validate(
             f"causal attention needs Tq <= Tk (queries are the last Tq key positions), got "
             f"Tq={tq}, Tk={tk}; non-causal attention (causal=False) takes any Tq"
         )
-    for name, t in (("q", q), ("k", k)):
-        if not all_finite(t):
-            raise FloatingPointError(
-                f"{name} holds non-finite values (NaN/inf) at {int((~torch.isfinite(t)).sum())} "
-                "entries; attention statistics need finite queries and keys (masked positions "
-                "included)"
-            )
+    checks = [(finite_flag(t), _non_finite_error(name, t)) for name, t in (("q", q), ("k", k))]
     if scale is None:
         scale = 1.0 / math.sqrt(d)
     elif isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):
@@ -175,8 +180,10 @@ def validate(
             got = _shape(targets) if isinstance(targets, torch.Tensor) else type(targets).__name__
             raise ValueError(f"targets must be an integer tensor [B, Tq, S], got {got}")
         _check_index_tensor("targets", targets, (b, tq, targets.shape[2]), q.device)
-        if targets.numel() and (int(targets.min()) < -1 or int(targets.max()) >= tk):
-            raise ValueError(f"targets must be key indices in [0, {tk}) or -1 for none")
+        if targets.numel():
+            low, high = torch.aminmax(targets)
+            message = f"targets must be key indices in [0, {tk}) or -1 for none"
+            checks.append(((low >= -1) & (high < tk), lambda: ValueError(message)))
         targets = targets.long()
 
     if key_ranges is not None:
@@ -186,15 +193,41 @@ def validate(
         _check_index_tensor("key_ranges", key_ranges, (b, key_ranges.shape[1], 2), q.device)
         if key_ranges.numel():
             start, end = key_ranges[..., 0], key_ranges[..., 1]
-            if bool((start < 0).any() | (end > tk).any() | (start > end).any()):
-                raise ValueError(
-                    f"key_ranges must be half-open [start, end) with 0 <= start <= end <= Tk={tk}"
-                )
+            ok = ((start >= 0) & (end <= tk) & (start <= end)).all()
+            message = f"key_ranges must be half-open [start, end) with 0 <= start <= end <= Tk={tk}"
+            checks.append((ok, lambda: ValueError(message)))
         key_ranges = key_ranges.long()
 
-    return StatsProblem(q, k, float(scale), bool(causal), key_padding_mask, targets, key_ranges)
+    problem = StatsProblem(
+        q, k, float(scale), bool(causal), key_padding_mask, targets, key_ranges, tuple(checks)
+    )
+    if not defer_value_checks:
+        check_values([problem])
+    return problem
 
 
+def _non_finite_error(name: str, t: torch.Tensor) -> Callable[[], Exception]:
+    def error() -> Exception:
+        return FloatingPointError(
+            f"{name} holds non-finite values (NaN/inf) at {int((~torch.isfinite(t)).sum())} "
+            "entries; attention statistics need finite queries and keys (masked positions "
+            "included)"
+        )
+
+    return error
+
+
+def check_values(problems: Sequence[StatsProblem]) -> None:
+    """Raise the first failed value check of ``problems`` (all read in one device transfer).
+
+    On a GPU reading a flag waits for the device, so callers queue the work first and check after:
+    :func:`attention_stats` checks CUDA inputs once its kernel is launched (the kernel masks every
+    index it loads, so bad indices cannot fault), and a model run checks all layers at its end.
+    """
+    raise_first_failure([check for problem in problems for check in problem.value_checks])
+
+
+@functools.cache
 def triton_available() -> bool:
     """True when the triton package is importable."""
     return importlib.util.find_spec("triton") is not None
@@ -274,9 +307,23 @@ def attention_stats(
         key_padding_mask=key_padding_mask,
         targets=targets,
         key_ranges=key_ranges,
+        defer_value_checks=True,
     )
+    # On a GPU the checks are read after the launch (reading them waits for the device); on the
+    # CPU before the work, which they would otherwise let run on bad input.
+    if not q.is_cuda:
+        check_values([problem])
+    stats = compute(problem, backend)
+    if q.is_cuda:
+        check_values([problem])
+    return stats
+
+
+def compute(problem: StatsProblem, backend: str = "auto") -> AttentionStats:
+    """Run a validated problem on ``backend`` without reading its value checks (see
+    :func:`check_values`; a caller that skips them gets statistics of whatever the inputs hold)."""
     with torch.no_grad():  # statistics, not a differentiable op; the torch path works in place
-        chosen = resolve_backend(backend, q.device, q.dtype)
+        chosen = resolve_backend(backend, problem.q.device, problem.q.dtype)
         if chosen == "triton" and not (backend == "auto" and _TRITON_FAILED):
             from interp.kernels.triton_stats import triton_attention_stats
 
@@ -311,5 +358,5 @@ def _give_up_on_triton(error: BaseException) -> None:
         "backend='auto' uses the chunked torch backend from now on (same results, slower). "
         "backend='triton' raises the error itself.",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=4,
     )

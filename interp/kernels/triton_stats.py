@@ -274,9 +274,7 @@ def triton_attention_stats(
     target_prob = None if targets is None else lse.new_zeros(b, hq, tq, s)
     range_mass = None if ranges is None else lse.new_zeros(b, hq, tq, r)
 
-    pad = problem.key_padding_mask
-    if pad is not None and bool(pad.all()):
-        pad = None  # nothing padded: compile the variant without the padding loads
+    pad = problem.key_padding_mask  # no `pad.all()` shortcut: reading it would wait for the GPU
     pad_u8 = pad.to(torch.uint8) if pad is not None else lse  # placeholder pointer when unused
     tgt = targets if s else lse
     rng = ranges if r else lse

@@ -122,7 +122,7 @@ class NNsightLM(HookedLM):
         cache = ActivationCache({name: outputs[name] for name in names})
         cache.attention_stats = plan.stats_out
         cache.past_key_values = output.cache if use_cache else None
-        _check_finite(output.logits, cache)
+        _check_finite(output.logits, cache, plan.stats_checks)
         return output.logits, cache
 
     def _trace(

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from interp._checks import Check
 from interp.models.architectures import ARCHITECTURES, Architecture
 from interp.models.attention import StatsRequest
 from interp.models.hooked import HookedLM, Inputs, NormKind, _check_finite, check_logits_to_keep
@@ -143,7 +144,7 @@ class TransformerLensLM(HookedLM):
             logits = logits[:, -logits_to_keep:]
         cache = ActivationCache({name: recorder.outputs[name] for name in names})
         cache.attention_stats = recorder.stats_out
-        _check_finite(logits, cache)
+        _check_finite(logits, cache, recorder.stats_checks)
         return logits, cache
 
     def _check_request(
@@ -297,6 +298,7 @@ class _Recorder:
         self.padding = padding
         self.outputs: dict[str, torch.Tensor] = {}
         self.stats_out: dict[int, object] = {}
+        self.stats_checks: list[Check] = []
         self._qk: dict[int, dict[str, torch.Tensor]] = {}
         self._wanted: set[str] = set()
         self._stats_layers: set[int] = set()
@@ -375,10 +377,10 @@ class _Recorder:
                 self._compute(layer, self._qk.pop(layer))
 
     def _compute(self, layer: int, qk: dict[str, torch.Tensor]) -> None:
-        from interp.kernels import attention_stats
+        from interp.kernels.api import compute, validate
 
         request = self.stats
-        self.stats_out[layer] = attention_stats(
+        problem = validate(
             qk["q"],
             qk["k"],
             scale=self.lm._scales[layer],
@@ -386,5 +388,7 @@ class _Recorder:
             key_padding_mask=self.padding,
             targets=request.targets,
             key_ranges=request.key_ranges,
-            backend=request.backend,
+            defer_value_checks=True,  # read with the run's other checks when it ends
         )
+        self.stats_out[layer] = compute(problem, request.backend)
+        self.stats_checks.extend(problem.value_checks)

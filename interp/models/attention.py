@@ -17,6 +17,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
+from interp._checks import Check
+
 ATTENTION_NAME = "interp"
 
 
@@ -43,6 +45,8 @@ class RunPlan:
     stats: StatsRequest | None = None
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)
     stats_out: dict[int, object] = field(default_factory=dict)
+    # the statistics' value checks (finite q/k, indices in range), read once when the run ends
+    stats_checks: list[Check] = field(default_factory=list)
 
 
 class AttentionProbe:
@@ -73,9 +77,9 @@ class AttentionProbe:
             plan.outputs[prefix + "hook_pattern"] = _pattern(query, key, mask, scale)
         request = plan.stats
         if request is not None and (request.layers is None or self.layer in request.layers):
-            from interp.kernels import attention_stats
+            from interp.kernels.api import compute, validate
 
-            plan.stats_out[self.layer] = attention_stats(
+            problem = validate(
                 query.detach(),
                 key.detach(),
                 scale=scale,
@@ -83,8 +87,10 @@ class AttentionProbe:
                 key_padding_mask=_key_padding(mask),
                 targets=request.targets,
                 key_ranges=request.key_ranges,
-                backend=request.backend,
+                defer_value_checks=True,  # a GPU keeps running layers; the run checks at its end
             )
+            plan.stats_out[self.layer] = compute(problem, request.backend)
+            plan.stats_checks.extend(problem.value_checks)
 
 
 def _key_padding(mask: torch.Tensor | None) -> torch.Tensor | None:

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from interp._checks import all_finite
+from interp._checks import Check, finite_flag, raise_first_failure
 from interp.models.architectures import Architecture, architecture_for, get_submodule
 from interp.models.attention import (
     AttentionProbe,
@@ -215,7 +215,7 @@ class HookedLM:
         cache = ActivationCache({name: plan.outputs[name] for name in names})
         cache.attention_stats = plan.stats_out
         cache.past_key_values = output.cache if use_cache else None
-        _check_finite(output.logits, cache)
+        _check_finite(output.logits, cache, plan.stats_checks)
         return output.logits, cache
 
     def forward(self, inputs: Inputs, **kwargs) -> torch.Tensor:
@@ -465,9 +465,15 @@ def check_logits_to_keep(logits_to_keep: object) -> None:
         )
 
 
-def _check_finite(logits: torch.Tensor, cache: ActivationCache) -> None:
+def _check_finite(
+    logits: torch.Tensor, cache: ActivationCache, stats_checks: Sequence[Check] = ()
+) -> None:
+    """Raise for bad attention-statistics inputs, then for non-finite activations or logits; every
+    flag is read in one device transfer at the end of the run, not once per layer."""
+    checks = list(stats_checks)
     for name, value in cache.items():
-        if not all_finite(value):
-            raise FloatingPointError(f"non-finite values (NaN/inf) in activation {name!r}")
-    if not all_finite(logits):
-        raise FloatingPointError("non-finite values (NaN/inf) in the logits")
+        error = f"non-finite values (NaN/inf) in activation {name!r}"
+        checks.append((finite_flag(value), lambda error=error: FloatingPointError(error)))
+    error = "non-finite values (NaN/inf) in the logits"
+    checks.append((finite_flag(logits), lambda: FloatingPointError(error)))
+    raise_first_failure(checks)
