@@ -95,6 +95,8 @@ def test_unknown_hook_name_suggests_close_matches(tiny_lm):
         tiny_lm.run("w3 w4", capture=["blocks.0.hook_resid_pst"])
     with pytest.raises(KeyError, match="matches no hook"):
         tiny_lm.run("w3 w4", capture=["blocks.*.hook_nothing"])
+    with pytest.raises(KeyError, match=r"the model has blocks 0\.\.1, not 9"):
+        tiny_lm.run("w3 w4", capture=["blocks.9.attn.hook_q"])
 
 
 def test_pattern_capture_is_size_guarded(tiny_lm, monkeypatch):

@@ -111,6 +111,11 @@ def glob_to_regex(pattern: str) -> re.Pattern:
 
 
 def _suggest(name: str, available: list[str]) -> str:
+    layer, hook = split_layer_name(name)
+    layers = {split_layer_name(a)[0] for a in available if split_layer_name(a)[1] == hook}
+    layers.discard(None)
+    if layer is not None and layers and layer not in layers:
+        return f"the model has blocks {min(layers)}..{max(layers)}, not {layer}"
     close = difflib.get_close_matches(name, available, n=3, cutoff=0.6)
     if close:
         return "did you mean " + ", ".join(repr(c) for c in close) + "?"
