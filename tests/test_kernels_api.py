@@ -4,11 +4,14 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import gc  # noqa: E402
 import warnings  # noqa: E402
+import weakref  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from interp._checks import raise_first_failure  # noqa: E402
 from interp.kernels import api, attention_stats, reference_attention_stats  # noqa: E402
 
 Q = torch.randn(1, 4, 6, 8)
@@ -162,3 +165,18 @@ def test_deferred_value_checks_raise_when_read():
         api.check_values(
             [fine, api.validate(Q, K, targets=targets, defer_value_checks=True, **kwargs)]
         )
+
+
+def test_queued_checks_do_not_keep_the_tensors_alive():
+    """A model run keeps every layer's checks until it ends; they must not hold the layers' q/k
+    (for a 7B model at 32k tokens that would be gigabytes). The error still names the tensor."""
+    bad_k = K.clone()
+    bad_k[0, 1, 0, 0] = float("inf")
+    kwargs = dict(scale=None, causal=True, key_padding_mask=None, targets=None, key_ranges=None)
+    checks = api.validate(Q, bad_k, defer_value_checks=True, **kwargs).value_checks
+    alive = weakref.ref(bad_k)
+    del bad_k
+    gc.collect()
+    assert alive() is None
+    with pytest.raises(FloatingPointError, match=r"k holds non-finite values \(NaN/inf\); "):
+        raise_first_failure(checks)

@@ -40,6 +40,7 @@ import math
 import numbers
 import os
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 
 import torch
@@ -207,11 +208,16 @@ def validate(
 
 
 def _non_finite_error(name: str, t: torch.Tensor) -> Callable[[], Exception]:
+    """The error for a non-finite q or k. It holds the tensor only weakly: a model run keeps
+    every layer's checks until it ends, and must not keep every layer's queries alive with them."""
+    tensor = weakref.ref(t)
+
     def error() -> Exception:
+        alive = tensor()
+        where = "" if alive is None else f" at {int((~torch.isfinite(alive)).sum())} entries"
         return FloatingPointError(
-            f"{name} holds non-finite values (NaN/inf) at {int((~torch.isfinite(t)).sum())} "
-            "entries; attention statistics need finite queries and keys (masked positions "
-            "included)"
+            f"{name} holds non-finite values (NaN/inf){where}; attention statistics need finite "
+            "queries and keys (masked positions included)"
         )
 
     return error
