@@ -100,3 +100,15 @@ def test_speed_table_formats(gpu_bench):
     assert table[2].split() == ["512", "sdpa", "0.0300", "1.00", "3.4"]
     assert table[3].split() == ["8192", "materialized", "skipped", ">=", "2.2", "GiB*"]
     assert cpu.materialized_gib(8192) == pytest.approx(9 * 8192**2 * 4 / 2**30)
+
+
+def test_gpu_model_wiring_check_passes_on_interpreter(gpu_bench):
+    """The GPU script's end-to-end part (HookedLM statistics, decoding and NaN keys against the
+    CPU torch backend), here with the Triton kernel interpreted on the CPU."""
+    rows = gpu_bench.check_model_wiring("cpu", "triton", tokens=32)
+    assert [r["case"] for r in rows] == [
+        "HookedLM cpu stats",
+        "greedy decode cpu",
+        "NaN keys raise cpu",
+    ]
+    assert all(r["ok"] for r in rows), gpu_bench.format_correctness(rows)

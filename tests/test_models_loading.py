@@ -123,9 +123,8 @@ def test_non_finite_activations_are_reported(tokenizer):
         lm.run("w3 w4", capture=["blocks.1.hook_mlp_out"])
 
 
-def test_non_finite_attention_inputs_are_named_after_the_run(tokenizer):
-    """A NaN in layer 1's keys: the statistics of every layer still run (a GPU is not stopped
-    per layer), then the run names the bad tensor, before the NaN it spread to the logits."""
+def test_non_finite_attention_inputs_are_named(tokenizer):
+    """A NaN in layer 1's keys: the run names the bad tensor, not just the NaN logits it causes."""
     model = tiny_hf_model("llama", vocab_size=len(tokenizer))
     with torch.no_grad():
         model.model.layers[1].self_attn.k_proj.weight[0, 0] = float("nan")
@@ -134,28 +133,39 @@ def test_non_finite_attention_inputs_are_named_after_the_run(tokenizer):
         lm.run("w3 w4 w5", attention_stats=True)
 
 
-def test_a_run_reads_all_its_checks_at_once(tiny_lm, monkeypatch):
-    """With statistics on, each layer's value checks (finite q and k) are queued, then read with
-    the activation and logits checks in one transfer when the run ends: on a GPU every read waits
-    for the device, so a read per layer would stall it 2 x n_layers times per forward pass."""
+@pytest.mark.parametrize("bad_layer", [None, 1])
+def test_on_a_gpu_a_run_reads_all_its_checks_at_once(tokenizer, monkeypatch, bad_layer):
+    """Where reading a flag waits for the device (a GPU; simulated here), each layer's value
+    checks (finite q and k) are queued, then read with the activation and logits checks in one
+    transfer when the run ends, not 2 x n_layers times during it; a bad layer is still named."""
     from interp._checks import raise_first_failure
     from interp.kernels import api
     from interp.models import hooked
 
+    model = tiny_hf_model("llama", vocab_size=len(tokenizer))
+    if bad_layer is not None:
+        with torch.no_grad():
+            model.model.layers[bad_layer].self_attn.k_proj.weight[0, 0] = float("nan")
+    lm = interp.load_model(model, tokenizer=tokenizer, device="cpu")
     reads = []
 
     def counted(checks):
         reads.append(len(checks))
         raise_first_failure(checks)
 
-    def read_mid_run(problems):
+    def read_mid_run(checks):
         raise AssertionError("a layer's checks were read before the run ended")
 
+    monkeypatch.setattr(api, "defers_checks", lambda q: True)
+    monkeypatch.setattr(api, "raise_first_failure", read_mid_run)
     monkeypatch.setattr(hooked, "raise_first_failure", counted)
-    monkeypatch.setattr(api, "check_values", read_mid_run)
-    _, cache = tiny_lm.run("w3 w4 w5", capture="blocks.0.hook_resid_post", attention_stats=True)
-    assert reads == [2 * tiny_lm.n_layers + 2]  # q, k per layer; one activation; the logits
-    assert sorted(cache.attention_stats) == list(range(tiny_lm.n_layers))
+    if bad_layer is None:
+        _, cache = lm.run("w3 w4 w5", capture="blocks.0.hook_resid_post", attention_stats=True)
+        assert sorted(cache.attention_stats) == list(range(lm.n_layers))
+    else:
+        with pytest.raises(FloatingPointError, match="k holds non-finite values"):
+            lm.run("w3 w4 w5", capture="blocks.0.hook_resid_post", attention_stats=True)
+    assert reads == [2 * lm.n_layers + 2]  # q, k per layer; one activation; the logits
 
 
 def test_pattern_guard_counts_every_requested_layer(tiny_lm, monkeypatch):

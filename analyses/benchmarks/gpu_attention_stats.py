@@ -6,15 +6,18 @@ Run through gpu_attention_stats.sh on a CUDA machine (it sets PYTHONPATH and a t
    float16, bfloat16; causal and not; GQA; padding with fully masked rows; decode Tq < Tk;
    non-causal Tq > Tk; T not a multiple of the block size; head dims 80 and 96, which leave masked
    lanes in the head-dim tile; targets; up to 20 key ranges), and against the chunked torch
-   backend at the benchmark shapes T = 4k and 16k (bf16, H=32, D=128).
+   backend at the benchmark shapes T = 4k and 16k (bf16, H=32, D=128). Then end to end: a tiny
+   HookedLM on CUDA against the same model on the CPU (statistics of a padded batch through the
+   model's own attention, a greedy decode with the KV cache, NaN keys raising after the run).
 2. Speed: triton.testing.do_bench medians at T in {4k, 16k, 64k}, B=1, H=32, D=128, bf16, causal:
    SDPA forward with the flash backend (q, k, v) vs the kernel (lse/argmax/max_prob; then with 4
    targets and 2 key ranges), plus a small sweep of block configurations. Target: <= 1.3x SDPA.
    Each row is printed (flushed) as soon as it is measured, and no measurement starts after the
    time budget (``--budget-s``, counted from the start), so a run cut short keeps what it measured.
 
-The correctness part also runs on the CPU under TRITON_INTERPRET=1 with ``small=True`` (tested in
-tests/test_kernels_bench.py).
+The correctness part also runs on the CPU under TRITON_INTERPRET=1 with ``small=True``, and the
+end-to-end part with ``device="cpu"`` (both tested in tests/test_kernels_bench.py). The script
+needs torch, triton and transformers, not plotly (none of the device image's missing packages).
 """
 
 from __future__ import annotations
@@ -124,6 +127,71 @@ def check_against_torch(lengths: list[int], heads: int = 32, d: int = 128) -> li
         lse_err, prob_err, arg_diff = compare(out, ref, 1e-4)
         ok = lse_err <= 1e-4 and prob_err <= 1e-4 and arg_diff <= 1e-3
         rows.append(dict(case=case[0], lse=lse_err, prob=prob_err, argmax=arg_diff, ok=ok))
+    return rows
+
+
+def check_model_wiring(device: str, backend: str, tokens: int = 300) -> list[dict]:
+    """A HookedLM on ``device`` whose statistics use ``backend`` against the same model on the
+    CPU with the torch backend: the statistics of a padded batch through the model's own
+    attention, a greedy decode with the KV cache, and NaN keys raising after the run."""
+    import copy
+
+    from interp.heads.decoding import greedy_decode
+    from interp.models import StatsRequest, load_model
+    from tests.tiny import tiny_hf_model, word_tokenizer
+
+    model = tiny_hf_model("llama", vocab_size=96, max_position_embeddings=tokens + 16)
+    here = load_model(copy.deepcopy(model), tokenizer=word_tokenizer(96), device=device)
+    cpu = load_model(model, tokenizer=word_tokenizer(96), device="cpu")
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 96, (2, tokens), generator=g)
+    mask = torch.ones(2, tokens, dtype=torch.long)
+    mask[1, : tokens // 3] = 0  # left padding in the second row
+    targets = torch.randint(-1, tokens, (2, tokens, 3), generator=g)
+    third = tokens // 3
+    ranges = torch.tensor([[[5, third], [third, third + 1]], [[tokens // 2, tokens], [0, 0]]])
+
+    def stats(lm, backend_name):
+        move = lambda t: t.to(lm.device)  # noqa: E731
+        request = StatsRequest(targets=move(targets), key_ranges=move(ranges), backend=backend_name)
+        _, cache = lm.run(move(ids), attention_mask=move(mask), attention_stats=request)
+        return [cache.attention_stats[layer] for layer in range(lm.n_layers)]
+
+    errors = [
+        compare(out, ref, 1e-4)
+        for out, ref in zip(stats(here, backend), stats(cpu, "torch"), strict=True)
+    ]
+    lse_err, prob_err, arg_diff = (max(e[i] for e in errors) for i in range(3))
+    rows = [
+        dict(
+            case=f"HookedLM {device} stats",
+            lse=lse_err,
+            prob=prob_err,
+            argmax=arg_diff,
+            ok=lse_err <= 1e-4 and prob_err <= 1e-4 and arg_diff <= 1e-3,
+        )
+    ]
+    prompts = ids[:, : tokens // 2]
+    traces = [greedy_decode(lm, prompts, max_new_tokens=6, stop_ids=[]) for lm in (here, cpu)]
+    same_tokens = torch.equal(traces[0].generated, traces[1].generated)
+    arg_diff = float((traces[0].argmax != traces[1].argmax).double().mean())
+    rows.append(
+        dict(
+            case=f"greedy decode {device}",
+            lse=0.0,
+            prob=0.0,
+            argmax=arg_diff,
+            ok=same_tokens and arg_diff <= 1e-3,
+        )
+    )
+    with torch.no_grad():
+        here.model.model.layers[1].self_attn.k_proj.weight[0, 0] = float("nan")
+    try:
+        stats(here, backend)
+        raised = False
+    except FloatingPointError as error:
+        raised = "k holds non-finite values" in str(error)
+    rows.append(dict(case=f"NaN keys raise {device}", lse=0.0, prob=0.0, argmax=0.0, ok=raised))
     return rows
 
 
@@ -267,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows = check_correctness("cuda")
     rows += check_against_torch([t for t in args.lengths if t <= 16384])
+    rows += check_model_wiring("cuda", "auto")
     print("\ncorrectness (relative errors; argmax: fraction of rows that differ)")
     print(format_correctness(rows))
     print(f"[{time.monotonic() - start:.0f} s]", flush=True)

@@ -59,6 +59,7 @@ from interp.depth.raptor import (
     train_raptor,
 )
 from interp.depth.views import language_model_states
+from interp.models.hf_compat import cache_argument
 
 FAMILIES = ("llama", "mistral", "qwen2", "gemma")
 
@@ -97,8 +98,8 @@ class LanguageRaptor(Raptor):
             config=self.config,
             inputs_embeds=x0,
             attention_mask=None,
-            cache=None,
             position_ids=positions,
+            **{cache_argument(create_causal_mask): None},
         )
         return {
             "position_embeddings": self.rotary(x0, positions),

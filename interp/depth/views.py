@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from interp.depth.vit import Block, DigitsViT
+from interp.models.hf_compat import first
 from interp.models.hooks import glob_to_regex
 from interp.models.module import HookedModule
 
@@ -167,12 +168,12 @@ def branches(layer: nn.Module, context: dict[str, Any] | None = None) -> tuple[B
         return layer.attn_branch, layer.mlp_branch
     if hasattr(layer, "layernorm_before") and hasattr(layer, "layernorm_after"):  # HF ViTLayer
         return (
-            lambda x: layer.attention(layer.layernorm_before(x))[0],
+            lambda x: first(layer.attention(layer.layernorm_before(x))),
             lambda x: layer.mlp(layer.layernorm_after(x)),
         )
     if hasattr(layer, "norm1") and hasattr(layer, "layer_scale1"):  # HF Dinov2Layer
         return (
-            lambda x: layer.layer_scale1(layer.attention(layer.norm1(x))[0]),
+            lambda x: layer.layer_scale1(first(layer.attention(layer.norm1(x)))),
             lambda x: layer.layer_scale2(layer.mlp(layer.norm2(x))),
         )
     if all(hasattr(layer, attribute) for attribute in TIMM_BLOCK):  # timm Block
@@ -200,12 +201,13 @@ def _decoder_branches(layer: nn.Module, context: dict[str, Any] | None) -> tuple
                 f"the attention of a {type(layer).__name__} needs context= with the rotary "
                 "position_embeddings, the causal attention_mask and the position_ids"
             )
-        return layer.self_attn(
+        output = layer.self_attn(
             hidden_states=layer.input_layernorm(x),
             attention_mask=context["attention_mask"],
             position_embeddings=context["position_embeddings"],
             position_ids=context["position_ids"],
-        )[0]
+        )
+        return first(output)
 
     return attention, lambda x: layer.mlp(layer.post_attention_layernorm(x))
 

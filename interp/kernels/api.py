@@ -79,7 +79,8 @@ class StatsProblem:
     targets: torch.Tensor | None
     key_ranges: torch.Tensor | None
     # (flag, error) pairs for what only the tensors' values can tell (finite q/k, indices in
-    # range): the flags are 0-d bool tensors on q's device, not yet read (see check_values).
+    # range) that are still to be read: 0-d bool tensors on q's device (see check_values); empty
+    # when validate read them itself.
     value_checks: tuple[Check, ...] = dataclasses.field(default=(), repr=False, compare=False)
 
     @property
@@ -199,12 +200,12 @@ def validate(
             checks.append((ok, lambda: ValueError(message)))
         key_ranges = key_ranges.long()
 
-    problem = StatsProblem(
+    if not defer_value_checks:
+        raise_first_failure(checks)
+        checks = []  # read: nothing left for check_values
+    return StatsProblem(
         q, k, float(scale), bool(causal), key_padding_mask, targets, key_ranges, tuple(checks)
     )
-    if not defer_value_checks:
-        check_values([problem])
-    return problem
 
 
 def _non_finite_error(name: str, t: torch.Tensor) -> Callable[[], Exception]:
@@ -224,11 +225,11 @@ def _non_finite_error(name: str, t: torch.Tensor) -> Callable[[], Exception]:
 
 
 def check_values(problems: Sequence[StatsProblem]) -> None:
-    """Raise the first failed value check of ``problems`` (all read in one device transfer).
+    """Raise the first failed deferred value check of ``problems`` (one device transfer).
 
-    On a GPU reading a flag waits for the device, so callers queue the work first and check after:
-    :func:`attention_stats` checks CUDA inputs once its kernel is launched (the kernel masks every
-    index it loads, so bad indices cannot fault), and a model run checks all layers at its end.
+    On a GPU reading a flag waits for the device, so callers queue the work first and check after
+    (:func:`defers_checks`): :func:`attention_stats` once its kernel is launched (the kernel masks
+    every index it loads, so bad indices cannot fault), a model run once all layers ran.
     """
     raise_first_failure([check for problem in problems for check in problem.value_checks])
 
@@ -313,16 +314,21 @@ def attention_stats(
         key_padding_mask=key_padding_mask,
         targets=targets,
         key_ranges=key_ranges,
-        defer_value_checks=True,
+        defer_value_checks=defers_checks(q),
     )
-    # On a GPU the checks are read after the launch (reading them waits for the device); on the
-    # CPU before the work, which they would otherwise let run on bad input.
-    if not q.is_cuda:
-        check_values([problem])
     stats = compute(problem, backend)
-    if q.is_cuda:
-        check_values([problem])
+    check_values([problem])  # no-op unless deferred; on a GPU after the launch
     return stats
+
+
+def defers_checks(q: object) -> bool:
+    """Whether the value checks of inputs on ``q``'s device are read after the work is queued.
+
+    On a GPU reading a flag waits for the device, so it is read after the launch. On the CPU
+    reading costs nothing and comes first, so bad input never reaches the kernels (the Triton
+    interpreter fails on NaN rows instead of returning them).
+    """
+    return isinstance(q, torch.Tensor) and q.is_cuda
 
 
 def compute(problem: StatsProblem, backend: str = "auto") -> AttentionStats:
@@ -351,9 +357,16 @@ _TRITON_FAILED: list[str] = []
 
 def _is_triton_error(error: BaseException) -> bool:
     """True for Triton's own compile / launch errors (CompilationError, OutOfResources, ...)."""
-    from triton.runtime.errors import TritonError
+    try:
+        from triton.errors import TritonError  # their common base class in recent triton
 
-    return isinstance(error, TritonError)
+        kinds: tuple[type, ...] = (TritonError,)
+    except ImportError:
+        from triton.compiler.errors import CompilationError
+        from triton.runtime.errors import OutOfResources
+
+        kinds = (CompilationError, OutOfResources)
+    return isinstance(error, kinds)
 
 
 def _give_up_on_triton(error: BaseException) -> None:

@@ -24,7 +24,8 @@ import nnsight
 import torch
 
 from interp.models.attention import RunPlan, StatsRequest
-from interp.models.hooked import HookedLM, Inputs, _check_finite, _first, check_logits_to_keep
+from interp.models.hf_compat import cache_argument, first, returned_cache
+from interp.models.hooked import HookedLM, Inputs, _check_finite, check_logits_to_keep
 from interp.models.hooks import ActivationCache, resolve_hook_names, split_layer_name
 
 # Per-block captures in the order the forward pass reaches them.
@@ -98,10 +99,10 @@ class NNsightLM(HookedLM):
                 probe.plan = plan
                 stack.callback(setattr, probe, "plan", None)
             if past_key_values is not None:
-                # transformers 5 calls the KV cache `cache` (`past_key_values` is deprecated).
+                # Newer transformers call the KV cache `cache` (`past_key_values` deprecated).
                 # nnsight knows only the old name when it adds a default mask, which would then
                 # cover the new tokens alone: pass the mask over cached + new tokens.
-                batch["cache"] = past_key_values
+                batch[cache_argument(self.model)] = past_key_values
                 width = past + tokens.shape[1]
                 ones = torch.ones(tokens.shape[0], width, dtype=torch.long, device=self.device)
                 batch.setdefault("attention_mask", ones)
@@ -121,7 +122,7 @@ class NNsightLM(HookedLM):
                 )
         cache = ActivationCache({name: outputs[name] for name in names})
         cache.attention_stats = plan.stats_out
-        cache.past_key_values = output.cache if use_cache else None
+        cache.past_key_values = returned_cache(output) if use_cache else None
         _check_finite(output.logits, cache, plan.stats_checks)
         return output.logits, cache
 
@@ -149,11 +150,11 @@ class NNsightLM(HookedLM):
                     elif suffix == "attn.hook_z":
                         value = _envoy(block, arch.o_proj).input
                     elif suffix == "hook_attn_out":
-                        value = _first(_envoy(block, arch.attn).output)
+                        value = first(_envoy(block, arch.attn).output)
                     elif suffix == "hook_mlp_out":
-                        value = _first(_envoy(block, arch.mlp).output)
+                        value = first(_envoy(block, arch.mlp).output)
                     else:
-                        value = _first(block.output)
+                        value = first(block.output)
                     saved[f"blocks.{layer}.{suffix}"] = nnsight.save(value)
             if "ln_final.hook_normalized" in wanted:
                 saved["ln_final.hook_normalized"] = nnsight.save(

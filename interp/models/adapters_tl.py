@@ -377,7 +377,7 @@ class _Recorder:
                 self._compute(layer, self._qk.pop(layer))
 
     def _compute(self, layer: int, qk: dict[str, torch.Tensor]) -> None:
-        from interp.kernels.api import compute, validate
+        from interp.kernels.api import compute, defers_checks, validate
 
         request = self.stats
         problem = validate(
@@ -388,7 +388,7 @@ class _Recorder:
             key_padding_mask=self.padding,
             targets=request.targets,
             key_ranges=request.key_ranges,
-            defer_value_checks=True,  # read with the run's other checks when it ends
+            defer_value_checks=defers_checks(qk["q"]),  # on a GPU: read when the run ends
         )
         self.stats_out[layer] = compute(problem, request.backend)
         self.stats_checks.extend(problem.value_checks)

@@ -77,7 +77,7 @@ class AttentionProbe:
             plan.outputs[prefix + "hook_pattern"] = _pattern(query, key, mask, scale)
         request = plan.stats
         if request is not None and (request.layers is None or self.layer in request.layers):
-            from interp.kernels.api import compute, validate
+            from interp.kernels.api import compute, defers_checks, validate
 
             problem = validate(
                 query.detach(),
@@ -87,7 +87,8 @@ class AttentionProbe:
                 key_padding_mask=_key_padding(mask),
                 targets=request.targets,
                 key_ranges=request.key_ranges,
-                defer_value_checks=True,  # a GPU keeps running layers; the run checks at its end
+                # on a GPU the run reads every layer's checks once, at its end
+                defer_value_checks=defers_checks(query),
             )
             plan.stats_out[self.layer] = compute(problem, request.backend)
             plan.stats_checks.extend(problem.value_checks)

@@ -25,6 +25,7 @@ from interp.models.attention import (
     StatsRequest,
     register_attention_function,
 )
+from interp.models.hf_compat import cache_argument, first, returned_cache
 from interp.models.hooks import (
     ActivationCache,
     all_hook_names,
@@ -37,10 +38,6 @@ from interp.models.weights import HeadWeights, read_head_weights
 Inputs = str | Sequence[str] | torch.Tensor
 NormKind = Literal["attn", "mlp", "final"]
 PATTERN_LIMIT = 64 * 2**20  # values over all captured [B, H, T, T] patterns of one run
-
-
-def _first(output: object) -> torch.Tensor:
-    return output[0] if isinstance(output, tuple) else output
 
 
 class HookedLM:
@@ -203,18 +200,19 @@ class HookedLM:
             if layer is not None and hook.startswith("attn.hook_") and hook != "attn.hook_z":
                 plan.capture.setdefault(layer, set()).add(hook.split(".")[1])
         device = self.device
+        kv_cache = {} if past_key_values is None else {cache_argument(self.model): past_key_values}
         with ExitStack() as stack:
             self._install(stack, names, plan)
             output = self.model(
                 input_ids=tokens.to(device),
                 attention_mask=attention_mask.to(device) if attention_mask is not None else None,
                 use_cache=use_cache,
-                **({"cache": past_key_values} if past_key_values is not None else {}),
+                **kv_cache,
                 **({"logits_to_keep": logits_to_keep} if logits_to_keep else {}),
             )
         cache = ActivationCache({name: plan.outputs[name] for name in names})
         cache.attention_stats = plan.stats_out
-        cache.past_key_values = output.cache if use_cache else None
+        cache.past_key_values = returned_cache(output) if use_cache else None
         _check_finite(output.logits, cache, plan.stats_checks)
         return output.logits, cache
 
@@ -317,15 +315,15 @@ class HookedLM:
         if need_attn:
             hook(
                 get_submodule(block, self.arch.attn),
-                lambda m, i, o: store(prefix + "hook_attn_out", _first(o)),
+                lambda m, i, o: store(prefix + "hook_attn_out", first(o)),
             )
         if "hook_mlp_out" in suffixes:
             hook(
                 get_submodule(block, self.arch.mlp),
-                lambda m, i, o: store(prefix + "hook_mlp_out", _first(o)),
+                lambda m, i, o: store(prefix + "hook_mlp_out", first(o)),
             )
         if "hook_resid_post" in suffixes:
-            hook(block, lambda m, i, o: store(prefix + "hook_resid_post", _first(o)))
+            hook(block, lambda m, i, o: store(prefix + "hook_resid_post", first(o)))
         if "hook_resid_mid" in suffixes:
 
             def mid(module, inputs, output):
