@@ -62,7 +62,7 @@ def test_gpu_script_refuses_without_cuda(gpu_bench, capsys):
 def _fake_bench(t):
     """Two timing rows per length; T=3 dies after its rows, as a run killed by the time limit."""
     yield dict(T=t, method="SDPA flash forward (q,k,v)", ms=2.0, ratio=1.0, mib=8.0)
-    yield dict(T=t, method="stats (lse, argmax, max_prob)", ms=2.5, ratio=1.25, mib=0.5)
+    yield dict(T=t, method="call: lse, argmax, max_prob", ms=2.5, ratio=1.25, mib=0.5)
     if t == 3:
         raise RuntimeError("killed")
 
@@ -88,7 +88,7 @@ def test_speed_stops_at_the_time_budget(gpu_bench):
 
 
 def test_speed_table_formats(gpu_bench):
-    failed = dict(T=4096, method="stats config M64 N64 w4 s3", error="OutOfResources")
+    failed = dict(T=4096, method="kernel: M64 N64 w4 s3", error="OutOfResources")
     assert gpu_bench.format_speed_row(failed).split()[-1] == "OutOfResources"
     cpu = _load("attention_stats")
     table = cpu.format_table(
