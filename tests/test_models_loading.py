@@ -278,3 +278,18 @@ def test_a_second_wrapper_of_the_same_model_leaves_the_first_working(tokenizer):
 def test_a_local_folder_named_like_the_org_does_not_hide_a_cached_hub_model(hub_cache, tmp_path):
     (tmp_path / "org").mkdir()  # ./org exists, ./org/tiny does not: the hub cache still serves
     assert interp.load_model("org/tiny", device="cpu").name == "org/tiny"
+
+
+def test_stats_requests_are_checked_and_moved_to_the_model(tiny_lm):
+    """A run takes True / False / None / a StatsRequest (its tensors moved to the model's device,
+    as the tokens are; here the 'meta' device stands in for another one)."""
+    from interp.models.attention import StatsRequest, as_stats_request
+
+    request = StatsRequest(targets=torch.zeros(1, 3, 1, dtype=torch.long), layers=(0,))
+    moved = as_stats_request(request, "meta")
+    assert moved.targets.device.type == "meta" and moved.layers == (0,)
+    assert request.targets.device.type == "cpu"  # the caller's request is left as it was
+    assert as_stats_request(True, "cpu") == StatsRequest()
+    assert as_stats_request(False, "cpu") is None and as_stats_request(None, "cpu") is None
+    with pytest.raises(TypeError, match="True, False, None or a StatsRequest, got dict"):
+        tiny_lm.run("w3 w4", attention_stats={"targets": None})

@@ -25,6 +25,7 @@ needs torch, triton and transformers, not plotly (none of the device image's mis
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -132,6 +133,12 @@ def check_against_torch(lengths: list[int], heads: int = 32, d: int = 128) -> li
     return rows
 
 
+def _on_cpu(stats):
+    """AttentionStats with every tensor copied to the CPU (for comparing across devices)."""
+    fields = {f.name: getattr(stats, f.name) for f in dataclasses.fields(stats)}
+    return type(stats)(**{n: v.cpu() if v is not None else None for n, v in fields.items()})
+
+
 def check_model_wiring(device: str, backend: str, tokens: int = 300) -> list[dict]:
     """A HookedLM on ``device`` whose statistics use ``backend`` against the same model on the
     CPU with the torch backend: the statistics of a padded batch through the model's own
@@ -153,11 +160,10 @@ def check_model_wiring(device: str, backend: str, tokens: int = 300) -> list[dic
     third = tokens // 3
     ranges = torch.tensor([[[5, third], [third, third + 1]], [[tokens // 2, tokens], [0, 0]]])
 
-    def stats(lm, backend_name):
-        move = lambda t: t.to(lm.device)  # noqa: E731
-        request = StatsRequest(targets=move(targets), key_ranges=move(ranges), backend=backend_name)
-        _, cache = lm.run(move(ids), attention_mask=move(mask), attention_stats=request)
-        return [cache.attention_stats[layer] for layer in range(lm.n_layers)]
+    def stats(lm, backend_name):  # CPU inputs: the run moves tokens, mask and request itself
+        request = StatsRequest(targets=targets, key_ranges=ranges, backend=backend_name)
+        _, cache = lm.run(ids, attention_mask=mask, attention_stats=request)
+        return [_on_cpu(cache.attention_stats[layer]) for layer in range(lm.n_layers)]
 
     errors = [
         compare(out, ref, 1e-4)

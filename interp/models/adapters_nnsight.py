@@ -23,7 +23,7 @@ from contextlib import ExitStack
 import nnsight
 import torch
 
-from interp.models.attention import RunPlan, StatsRequest
+from interp.models.attention import RunPlan, StatsRequest, as_stats_request
 from interp.models.hf_compat import cache_argument, first, returned_cache
 from interp.models.hooked import HookedLM, Inputs, _check_finite, check_logits_to_keep
 from interp.models.hooks import ActivationCache, resolve_hook_names, split_layer_name
@@ -84,7 +84,7 @@ class NNsightLM(HookedLM):
         past = past_key_values.get_seq_length() if past_key_values is not None else 0
         self.check_length(past + tokens.shape[1])
         names = resolve_hook_names(capture, self.hook_names)
-        stats = StatsRequest() if attention_stats is True else attention_stats or None
+        stats = as_stats_request(attention_stats, self.device)
         self._check_request(names, stats, tokens, past)
         plan = RunPlan(stats=stats)
         for name in names:

@@ -27,7 +27,7 @@ from torch import nn
 
 from interp._checks import Check
 from interp.models.architectures import ARCHITECTURES, Architecture
-from interp.models.attention import StatsRequest
+from interp.models.attention import StatsRequest, as_stats_request
 from interp.models.hooked import HookedLM, Inputs, NormKind, _check_finite, check_logits_to_keep
 from interp.models.hooks import (
     ActivationCache,
@@ -130,7 +130,7 @@ class TransformerLensLM(HookedLM):
         tokens, attention_mask = self._as_tokens(inputs, attention_mask, prepend_bos)
         self.check_length(tokens.shape[1])
         names = resolve_hook_names(capture, self.hook_names)
-        stats = StatsRequest() if attention_stats is True else attention_stats or None
+        stats = as_stats_request(attention_stats, self.device)
         self._check_request(names, stats, tokens, 0)
         device = self.device
         padding = attention_mask.to(device).bool() if attention_mask is not None else None

@@ -9,6 +9,7 @@ unless the pattern itself was requested.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -35,6 +36,31 @@ class StatsRequest:
     key_ranges: torch.Tensor | None = None
     layers: tuple[int, ...] | None = None
     backend: str = "auto"
+
+    def to(self, device: torch.device | str) -> StatsRequest:
+        """The same request with its index tensors on ``device`` (a run moves them to the model's
+        device, as it moves the tokens)."""
+
+        def move(t: object) -> object:
+            return t.to(device) if isinstance(t, torch.Tensor) else t
+
+        return dataclasses.replace(
+            self, targets=move(self.targets), key_ranges=move(self.key_ranges)
+        )
+
+
+def as_stats_request(value: object, device: torch.device | str) -> StatsRequest | None:
+    """What ``run(attention_stats=...)`` takes: ``True`` (every layer's lse, argmax and
+    max_prob), a :class:`StatsRequest`, or ``None`` / ``False``; its tensors moved to ``device``."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return StatsRequest()
+    if not isinstance(value, StatsRequest):
+        raise TypeError(
+            f"attention_stats must be True, False, None or a StatsRequest, got {type(value).__name__}"
+        )
+    return value.to(device)
 
 
 @dataclass

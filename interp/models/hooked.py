@@ -23,6 +23,7 @@ from interp.models.attention import (
     AttentionProbe,
     RunPlan,
     StatsRequest,
+    as_stats_request,
     register_attention_function,
 )
 from interp.models.hf_compat import cache_argument, first, returned_cache
@@ -192,7 +193,7 @@ class HookedLM:
         past = past_key_values.get_seq_length() if past_key_values is not None else 0
         self.check_length(past + tokens.shape[1])
         names = resolve_hook_names(capture, self.hook_names)
-        stats = StatsRequest() if attention_stats is True else attention_stats or None
+        stats = as_stats_request(attention_stats, self.device)
         self._check_request(names, stats, tokens, past)
         plan = RunPlan(stats=stats)
         for name in names:
