@@ -27,7 +27,7 @@ from torch import nn
 
 from interp._checks import Check
 from interp.models.architectures import ARCHITECTURES, Architecture
-from interp.models.attention import StatsRequest, as_stats_request
+from interp.models.attention import StatsRequest, as_stats_request, layer_stats
 from interp.models.hooked import HookedLM, Inputs, NormKind, _check_finite, check_logits_to_keep
 from interp.models.hooks import (
     ActivationCache,
@@ -377,18 +377,6 @@ class _Recorder:
                 self._compute(layer, self._qk.pop(layer))
 
     def _compute(self, layer: int, qk: dict[str, torch.Tensor]) -> None:
-        from interp.kernels.api import compute, defers_checks, validate
-
-        request = self.stats
-        problem = validate(
-            qk["q"],
-            qk["k"],
-            scale=self.lm._scales[layer],
-            causal=True,
-            key_padding_mask=self.padding,
-            targets=request.targets,
-            key_ranges=request.key_ranges,
-            defer_value_checks=defers_checks(qk["q"]),  # on a GPU: read when the run ends
+        self.stats_out[layer] = layer_stats(
+            self.stats, qk["q"], qk["k"], self.lm._scales[layer], self.padding, self.stats_checks
         )
-        self.stats_out[layer] = compute(problem, request.backend)
-        self.stats_checks.extend(problem.value_checks)

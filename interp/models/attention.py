@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import AttentionInterface
@@ -19,6 +20,9 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 from interp._checks import Check
+
+if TYPE_CHECKING:
+    from interp.kernels.api import AttentionStats
 
 ATTENTION_NAME = "interp"
 
@@ -103,21 +107,39 @@ class AttentionProbe:
             plan.outputs[prefix + "hook_pattern"] = _pattern(query, key, mask, scale)
         request = plan.stats
         if request is not None and (request.layers is None or self.layer in request.layers):
-            from interp.kernels.api import compute, defers_checks, validate
-
-            problem = validate(
-                query.detach(),
-                key.detach(),
-                scale=scale,
-                causal=True,
-                key_padding_mask=_key_padding(mask),
-                targets=request.targets,
-                key_ranges=request.key_ranges,
-                # on a GPU the run reads every layer's checks once, at its end
-                defer_value_checks=defers_checks(query),
+            plan.stats_out[self.layer] = layer_stats(
+                request, query, key, scale, _key_padding(mask), plan.stats_checks
             )
-            plan.stats_out[self.layer] = compute(problem, request.backend)
-            plan.stats_checks.extend(problem.value_checks)
+
+
+def layer_stats(
+    request: StatsRequest,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    scale: float,
+    key_padding_mask: torch.Tensor | None,
+    checks: list[Check],
+) -> AttentionStats:
+    """One layer's causal attention statistics inside a model run.
+
+    On a GPU the value checks (finite q/k, indices in range) are appended to ``checks``, for the
+    run to read once at its end; on the CPU they are read here, before the work.
+    """
+    from interp.kernels.api import compute, defers_checks, validate
+
+    problem = validate(
+        query.detach(),
+        key.detach(),
+        scale=scale,
+        causal=True,
+        key_padding_mask=key_padding_mask,
+        targets=request.targets,
+        key_ranges=request.key_ranges,
+        defer_value_checks=defers_checks(query),
+    )
+    stats = compute(problem, request.backend)
+    checks.extend(problem.value_checks)
+    return stats
 
 
 def _key_padding(mask: torch.Tensor | None) -> torch.Tensor | None:
