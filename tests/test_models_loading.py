@@ -114,27 +114,31 @@ def test_bad_token_tensors(tiny_lm):
         tiny_lm.run(torch.tensor([[1, 500]]))
 
 
-def test_non_finite_activations_are_reported(tokenizer):
+def _lm_with_nan(tokenizer, weight: str | None) -> object:
+    """The tiny Llama as a HookedLM, with a NaN in the first entry of ``weight`` (a dotted
+    parameter path under ``model.layers``), or clean for None."""
     model = tiny_hf_model("llama", vocab_size=len(tokenizer))
-    with torch.no_grad():
-        model.model.layers[1].mlp.down_proj.weight[0, 0] = float("nan")
-    lm = interp.load_model(model, tokenizer=tokenizer, device="cpu")
+    if weight is not None:
+        with torch.no_grad():
+            model.model.layers.get_parameter(weight)[0, 0] = float("nan")
+    return interp.load_model(model, tokenizer=tokenizer, device="cpu")
+
+
+def test_non_finite_activations_are_reported(tokenizer):
+    lm = _lm_with_nan(tokenizer, "1.mlp.down_proj.weight")
     with pytest.raises(FloatingPointError, match="blocks.1.hook_mlp_out"):
         lm.run("w3 w4", capture=["blocks.1.hook_mlp_out"])
 
 
 def test_non_finite_attention_inputs_are_named(tokenizer):
     """A NaN in layer 1's keys: the run names the bad tensor, not just the NaN logits it causes."""
-    model = tiny_hf_model("llama", vocab_size=len(tokenizer))
-    with torch.no_grad():
-        model.model.layers[1].self_attn.k_proj.weight[0, 0] = float("nan")
-    lm = interp.load_model(model, tokenizer=tokenizer, device="cpu")
+    lm = _lm_with_nan(tokenizer, "1.self_attn.k_proj.weight")
     with pytest.raises(FloatingPointError, match="k holds non-finite values"):
         lm.run("w3 w4 w5", attention_stats=True)
 
 
-@pytest.mark.parametrize("bad_layer", [None, 1])
-def test_on_a_gpu_a_run_reads_all_its_checks_at_once(tokenizer, monkeypatch, bad_layer):
+@pytest.mark.parametrize("bad_weight", [None, "1.self_attn.k_proj.weight"])
+def test_on_a_gpu_a_run_reads_all_its_checks_at_once(tokenizer, monkeypatch, bad_weight):
     """Where reading a flag waits for the device (a GPU; simulated here), each layer's value
     checks (finite q and k) are queued, then read with the activation and logits checks in one
     transfer when the run ends, not 2 x n_layers times during it; a bad layer is still named."""
@@ -142,11 +146,7 @@ def test_on_a_gpu_a_run_reads_all_its_checks_at_once(tokenizer, monkeypatch, bad
     from interp.kernels import api
     from interp.models import hooked
 
-    model = tiny_hf_model("llama", vocab_size=len(tokenizer))
-    if bad_layer is not None:
-        with torch.no_grad():
-            model.model.layers[bad_layer].self_attn.k_proj.weight[0, 0] = float("nan")
-    lm = interp.load_model(model, tokenizer=tokenizer, device="cpu")
+    lm = _lm_with_nan(tokenizer, bad_weight)
     reads = []
 
     def counted(checks):
@@ -159,7 +159,7 @@ def test_on_a_gpu_a_run_reads_all_its_checks_at_once(tokenizer, monkeypatch, bad
     monkeypatch.setattr(api, "defers_checks", lambda q: True)
     monkeypatch.setattr(api, "raise_first_failure", read_mid_run)
     monkeypatch.setattr(hooked, "raise_first_failure", counted)
-    if bad_layer is None:
+    if bad_weight is None:
         _, cache = lm.run("w3 w4 w5", capture="blocks.0.hook_resid_post", attention_stats=True)
         assert sorted(cache.attention_stats) == list(range(lm.n_layers))
     else:
