@@ -45,6 +45,10 @@ class DamagedFileError(InterpError, ValueError):
     """A file exists but cannot be read: truncated, empty, or not the format it claims."""
 
 
+class MissingInputError(InterpError, FileNotFoundError):
+    """An input the user named (a file, folder, run or hub id) cannot be found or fetched."""
+
+
 class OutputExistsError(InterpError, FileExistsError):
     """An output path exists and may not be replaced."""
 
