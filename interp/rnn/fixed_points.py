@@ -41,7 +41,8 @@ from scipy.sparse.csgraph import connected_components
 from torch import Tensor, nn
 from torch.func import jacrev, vmap
 
-from interp.rnn.fixed_points_result import FixedPoints
+from interp.errors import NonFiniteError
+from interp.rnn.fixed_points_result import FixedPoints, classify_points
 from interp.rnn.protocol import Recurrent, check_recurrent, unroll
 from interp.rnn.tasks import Task, split_generator
 
@@ -110,6 +111,9 @@ def adam_phase(
     return h, _q(model, h, u).detach(), run
 
 
+MAX_DAMPING = 1e12
+
+
 def lm_phase(
     model: Recurrent,
     h: Tensor,
@@ -118,15 +122,25 @@ def lm_phase(
     iterations: int,
     q_tol: float,
     damping: float = 1e-2,
+    diagnostics: dict[str, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, int]:
-    """Batched Levenberg–Marquardt on ``r(h) = step(h, u) − h``; rows freeze when ``q < q_tol``."""
+    """Batched Levenberg–Marquardt on ``r(h) = step(h, u) − h``; rows freeze when ``q < q_tol``.
+
+    Singular Jacobians (saturated units make ``∂step/∂h − I`` rank-deficient) never stop the
+    batch: a row whose damped system cannot be solved (``torch.linalg.solve_ex`` reports it, or
+    the step is non-finite) is treated as a rejected step, so its damping μ grows ×4 until the
+    system is regular or μ passes ``MAX_DAMPING`` (the row has stalled). Pass a dict as
+    ``diagnostics`` to receive per-row masks ``singular`` (a solve failed at least once) and
+    ``stalled`` (μ passed ``MAX_DAMPING`` before ``q < q_tol``).
+    """
     jac = vmap(jacrev(_single(model), argnums=0))
     eye = torch.eye(h.shape[-1], dtype=h.dtype, device=h.device)
     mu = torch.full((h.shape[0], 1, 1), damping, dtype=h.dtype, device=h.device)
+    singular = torch.zeros(h.shape[0], dtype=torch.bool, device=h.device)
     q = _q(model, h, u)
     run = 0
     for run in range(1, iterations + 1):  # noqa: B007
-        active = (q >= q_tol) & (mu.view(-1) < 1e12)
+        active = (q >= q_tol) & (mu.view(-1) < MAX_DAMPING)
         if not active.any():
             break
         r = model.step(h, u) - h
@@ -135,18 +149,25 @@ def lm_phase(
         normal = a_t @ a_mat
         # scale damping by the diagonal (Marquardt) plus a floor so flat directions stay bounded
         diag = torch.diagonal(normal, dim1=-2, dim2=-1).clamp(min=1e-6)
-        delta = -torch.linalg.solve(
+        solution, info = torch.linalg.solve_ex(
             normal + mu * torch.diag_embed(diag), (a_t @ r.unsqueeze(-1))
-        ).squeeze(-1)
-        delta = torch.nan_to_num(delta)
-        candidate = h + delta
+        )
+        delta = -solution.squeeze(-1)
+        solved = (info == 0) & torch.isfinite(delta).all(-1)
+        singular |= ~solved & active
+        candidate = h + torch.where(solved.unsqueeze(1), delta, torch.zeros_like(delta))
         q_new = _q(model, candidate, u)
-        accept = (q_new < q) & active
+        accept = (q_new < q) & active & solved
         h = torch.where(accept.unsqueeze(1), candidate, h)
         q = torch.where(accept, q_new, q)
         mu = torch.where(
-            accept.view(-1, 1, 1), mu / 3, torch.where(active.view(-1, 1, 1), mu * 4, mu)
+            accept.view(-1, 1, 1),
+            mu / 3,
+            torch.where(active.view(-1, 1, 1), (mu * 4).clamp(min=1e-8), mu),
         )
+    if diagnostics is not None:
+        diagnostics["singular"] = singular
+        diagnostics["stalled"] = (q >= q_tol) & (mu.view(-1) >= MAX_DAMPING)
     return h, q, run
 
 
@@ -249,6 +270,13 @@ def find_fixed_points(
 ) -> FixedPoints:
     """Find fixed and slow points of ``model`` at constant input(s) ``inputs``.
 
+    Starts that fail are counted in ``counts`` with the reason (``stalled``: no damped step
+    lowers q any more; ``out_of_budget``: still improving when the iterations ran out;
+    ``singular``: starts whose damped system was singular at least once, which were re-damped
+    and went on). NaN or inf in the starts, the inputs, the weights or the model's step at the
+    starts raise :class:`~interp.errors.NonFiniteError`: a search on them would report "no
+    point converged" for a reason that has nothing to do with the dynamics.
+
     Args:
         model: anything implementing :class:`~interp.rnn.protocol.Recurrent` (interp nets, or
             ``as_recurrent(nn.GRU(...))``, LSTMs included: their state is ``[h; c]``), or any
@@ -269,7 +297,9 @@ def find_fixed_points(
         unique_tol: points closer than this (L2 over ``[h; u]``) are one point (lowest q kept).
         outlier_factor: drop points farther from the starts' centroid than this many times the
             mean start-to-centroid distance.
-        marginal_tol: modes with ``||λ| − 1| < marginal_tol`` are counted as marginal (line attractors).
+        marginal_tol: modes with ``||λ| − 1| <= marginal_tol`` are marginal (line attractors,
+            saturated units), only ``|λ| > 1 + marginal_tol`` counts as unstable; see
+            :func:`~interp.rnn.fixed_points_result.classify_points` for the classes.
         n_trajectories: how many real trajectories to keep for the figure.
         dtype: the precision of the search. ``nn.Module`` models are copied and cast to it
             (default float64, so ``q_tol = 1e-12`` is meaningful); other protocol objects cannot
@@ -301,8 +331,14 @@ def find_fixed_points(
     if initial_states.ndim == 3:
         trajectories = initial_states[:n_trajectories].clone()
     device = _device(model)
+    _check_finite_weights(model)
+    _check_finite("initial_states", initial_states)
     starts = _starts(initial_states.cpu(), n_starts, noise, generator).to(device)
     u = _inputs(model, inputs, n_starts, dtype).to(device)
+    _check_finite("inputs", u)
+    with torch.no_grad():
+        _check_finite("the model's step at the starts", model.step(starts, u))
+    diagnostics: dict[str, Tensor] = {}
 
     with torch.no_grad():
         h, iterations = starts, {"adam": 0, "lm": 0}
@@ -319,7 +355,9 @@ def find_fixed_points(
                 lr_patience=lr_patience,
             )
         if method in ("lm", "adam+lm"):
-            h, q, iterations["lm"] = lm_phase(model, h, u, iterations=lm_iterations, q_tol=q_tol)
+            h, q, iterations["lm"] = lm_phase(
+                model, h, u, iterations=lm_iterations, q_tol=q_tol, diagnostics=diagnostics
+            )
 
         q = torch.nan_to_num(q, nan=float("inf"))
         converged, slow = q < q_tol, (q >= q_tol) & (q < slow_tol)
@@ -333,6 +371,7 @@ def find_fixed_points(
             "slow": int(slow.sum()),
             "not_converged": int((~keep).sum()),
             "outliers": int((keep & ~inlier).sum()),
+            **_failures(~keep, diagnostics),
         }
         keep = keep & inlier
         h, u_kept, q_kept = h[keep], u[keep], q[keep]
@@ -364,6 +403,37 @@ def find_fixed_points(
         "model": getattr(model, "config", type(model).__name__),
     }
     return FixedPoints(**result, counts=counts, settings=settings, trajectories=trajectories)
+
+
+def _check_finite(what: str, values: Tensor) -> None:
+    bad = ~torch.isfinite(values)
+    if bad.any():
+        raise NonFiniteError(
+            f"{what} hold {int(bad.sum())} NaN/inf value(s) of {values.numel()}; the fixed-point "
+            "search needs finite numbers (check the net's weights and the states you pass)"
+        )
+
+
+def _check_finite_weights(model: Recurrent) -> None:
+    if not isinstance(model, nn.Module):
+        return  # other protocol objects are checked through their step at the starts
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise NonFiniteError(
+            f"the model's weights hold NaN/inf in {', '.join(bad)}; a net whose training "
+            "diverged has no meaningful fixed points (retrain it with a lower learning rate)"
+        )
+
+
+def _failures(failed: Tensor, diagnostics: dict[str, Tensor]) -> dict[str, int]:
+    """Why the starts in ``failed`` did not converge (LM phase only; Adam runs out of budget)."""
+    stalled = diagnostics.get("stalled", torch.zeros_like(failed)) & failed
+    singular = diagnostics.get("singular", torch.zeros_like(failed))
+    return {
+        "stalled": int(stalled.sum()),
+        "out_of_budget": int((failed & ~stalled).sum()),
+        "singular": int(singular.sum()),
+    }
 
 
 def _inputs(model: Recurrent, inputs: Tensor | None, n_starts: int, dtype: torch.dtype) -> Tensor:
@@ -405,10 +475,7 @@ def _linearise(
         eig = torch.zeros(0, size, dtype=torch.complex128)
         readouts = model.readout(model.initial_state(1))[:0]
     moduli = eig.abs()
-    n_unstable = (moduli > 1).sum(-1)
-    classes = [
-        "stable" if n == 0 else "unstable" if n == size else "saddle" for n in n_unstable.tolist()
-    ]
+    n_unstable, n_marginal, classes = classify_points(moduli, marginal_tol)
     return {
         "points": h,
         "inputs": u,
@@ -419,7 +486,7 @@ def _linearise(
         "eigenvalues_imag": eig.imag.to(h.dtype),
         "time_constants": -1 / torch.log(moduli.to(h.dtype)),
         "n_unstable": n_unstable,
-        "n_marginal": ((moduli - 1).abs() < marginal_tol).sum(-1),
+        "n_marginal": n_marginal,
         "readouts": readouts.detach(),
         "slow": q >= q_tol,
         "classes": classes,

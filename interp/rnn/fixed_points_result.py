@@ -12,7 +12,39 @@ from torch import Tensor
 from interp import __version__
 from interp.results import Result
 
-CLASS_COLOURS = {"stable": "#1a9850", "saddle": "#d73027", "unstable": "#4575b4"}
+CLASS_COLOURS = {
+    "stable": "#1a9850",
+    "marginal": "#fdae61",
+    "saturated": "#999999",
+    "saddle": "#d73027",
+    "unstable": "#4575b4",
+}
+CLASSES = tuple(CLASS_COLOURS)
+
+
+def classify_points(moduli: Tensor, marginal_tol: float) -> tuple[Tensor, Tensor, list[str]]:
+    """``(n_unstable, n_marginal, classes)`` from eigenvalue moduli ``[K, H]``.
+
+    A mode is *unstable* when ``|λ| > 1 + marginal_tol`` and *marginal* when
+    ``||λ| − 1| <= marginal_tol`` (neither decays nor grows at the precision of the linearisation).
+    Classes: "stable" (every ``|λ| < 1 − tol``); "marginal" (no unstable mode, some marginal:
+    line/ring attractors); "saturated" (every mode marginal: the Jacobian is the identity
+    within tolerance, as where a GRU's update gates saturate and the state is frozen, so the
+    linearisation says nothing about stability); "saddle" (some unstable modes, not all);
+    "unstable" (all). Without the tolerance, a frozen point's ``|λ| = 1.00001`` from rounding or
+    a tiny gate leak would make it a "saddle".
+    """
+    size = moduli.shape[-1]
+    n_unstable = (moduli > 1 + marginal_tol).sum(-1)
+    n_marginal = ((moduli - 1).abs() <= marginal_tol).sum(-1)
+    classes = []
+    for unstable, marginal in zip(n_unstable.tolist(), n_marginal.tolist(), strict=True):
+        if unstable == 0:
+            cls = "saturated" if marginal == size else "marginal" if marginal else "stable"
+        else:
+            cls = "unstable" if unstable == size else "saddle"
+        classes.append(cls)
+    return n_unstable, n_marginal, classes
 
 
 @dataclasses.dataclass
@@ -21,8 +53,9 @@ class FixedPoints(Result):
 
     Row ``k`` of every array describes one point. ``q = ½‖step(h*, u*) − h*‖²``. Eigenvalues of the
     state Jacobian ``∂step/∂h`` are sorted by decreasing modulus (stored as real and imaginary
-    parts); in discrete time a mode is unstable when ``|λ| > 1``. ``classes``: "stable" (no unstable
-    mode), "saddle" (some), "unstable" (all). ``slow`` marks points whose q stayed above ``q_tol``
+    parts); in discrete time a mode is unstable when ``|λ| > 1 + marginal_tol`` and marginal within
+    ``marginal_tol`` of 1 (``settings["marginal_tol"]``, default 1e-3). ``classes``: "stable",
+    "marginal", "saturated", "saddle", "unstable" (see :func:`classify_points`). ``slow`` marks points whose q stayed above ``q_tol``
     but below ``slow_tol`` (slow points, not exact fixed points). ``time_constants`` are
     ``τ = −1/log|λ|`` steps per mode (``inf`` at ``|λ| = 1``, negative for growing modes).
     """
@@ -36,7 +69,7 @@ class FixedPoints(Result):
     eigenvalues_imag: Tensor  # [K, H]
     time_constants: Tensor  # [K, H]
     n_unstable: Tensor  # [K] long
-    n_marginal: Tensor  # [K] long, modes with ||λ| − 1| < marginal_tol
+    n_marginal: Tensor  # [K] long, modes with ||λ| − 1| <= marginal_tol
     readouts: Tensor  # [K, O]
     slow: Tensor  # [K] bool
     classes: list[str]
@@ -61,25 +94,39 @@ class FixedPoints(Result):
     def table(self, max_rows: int = 50) -> str:
         """One row per point (stable first, then by number of unstable modes)."""
         c = self.counts
+        tol = self.settings.get("marginal_tol", 1e-3)
+        by_class = ", ".join(f"{self.classes.count(k)} {k}" for k in CLASSES)
         lines = [
-            f"{len(self)} points from {c.get('starts')} starts: "
-            f"{sum(x == 'stable' for x in self.classes)} stable, {sum(x == 'saddle' for x in self.classes)} saddle, "
-            f"{sum(x == 'unstable' for x in self.classes)} unstable; {int(self.slow.sum())} slow. "
-            f"Dropped: {c.get('not_converged')} not converged, {c.get('outliers')} outliers, "
-            f"{c.get('duplicates')} duplicates.",
-            f"{'#':>4} {'class':>8} {'unstable':>8} {'q':>10} {'max|λ|':>8} {'slow':>5}  readout",
+            f"{len(self)} points from {c.get('starts')} starts: {by_class}; "
+            f"{int(self.slow.sum())} slow.",
+            f"Dropped: {c.get('not_converged')} not converged{self._failure_note()}, "
+            f"{c.get('outliers')} outliers, {c.get('duplicates')} duplicates.",
+            f"Classes (tol {tol:g}): a mode is unstable when |λ| > 1 + tol, marginal when "
+            "||λ| − 1| <= tol;",
+            "  saturated = every mode marginal (a frozen state, e.g. saturated GRU gates).",
+            f"{'#':>4} {'class':>9} {'unstable':>8} {'q':>10} {'max|λ|':>8} {'slow':>5}  readout",
         ]
         moduli = self.eigenvalues.abs()
         order = sorted(range(len(self)), key=lambda k: (int(self.n_unstable[k]), float(self.q[k])))
         for k in order[:max_rows]:
             readout = " ".join(f"{v:+.2f}" for v in self.readouts[k].tolist()[:8])
             lines.append(
-                f"{k:>4} {self.classes[k]:>8} {int(self.n_unstable[k]):>8} {float(self.q[k]):>10.2e} "
+                f"{k:>4} {self.classes[k]:>9} {int(self.n_unstable[k]):>8} {float(self.q[k]):>10.2e} "
                 f"{float(moduli[k, 0]):>8.4f} {'yes' if self.slow[k] else '':>5}  {readout}"
             )
         if len(self) > max_rows:
             lines.append(f"... {len(self) - max_rows} more")
         return "\n".join(lines)
+
+    def _failure_note(self) -> str:
+        """Why starts failed, e.g. ``" (3 stalled, 1 out of budget; 5 hit a singular Jacobian)"``."""
+        c = self.counts
+        if "stalled" not in c or not c.get("not_converged"):  # none failed, or saved before
+            return ""
+        note = f"{c['stalled']} stalled, {c['out_of_budget']} out of budget"
+        if c.get("singular"):
+            note += f"; {c['singular']} hit a singular Jacobian and were re-damped"
+        return f" ({note})"
 
     def figure(self, components: int = 3) -> go.Figure:
         """Trajectories (grey) and points (coloured by stability) in the top principal components.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from interp import __version__
+from interp.errors import TrainingDivergedError
 from interp.results import Result, write_atomically
 from interp.rnn.nets import RecurrentNet, make_net
 from interp.rnn.tasks import Task, TaskBatch, make_task, split_generator
@@ -141,6 +143,28 @@ def _fixed_batch(task: Task, size: int, generator: torch.Generator, split: str, 
     )
 
 
+DIVERGENCE_RATIO = 1e3
+
+
+def check_divergence(
+    loss: float, step: int, first: float | None, ratio: float | None, lr: float
+) -> None:
+    """Raise :class:`TrainingDivergedError` when ``loss`` is non-finite or above
+    ``ratio × max(first, 1)`` (``first``: the first step's loss; no bound while it is None)."""
+    bounded = first is not None and ratio is not None
+    if math.isfinite(loss) and not (bounded and loss > ratio * max(first, 1.0)):
+        return
+    why = (
+        "is not finite"
+        if not math.isfinite(loss)
+        else f"is above {ratio:g} x the first step's loss ({first:.3g})"
+    )
+    raise TrainingDivergedError(
+        f"training diverged at step {step}: the loss {loss:.3g} {why}; nothing was saved. "
+        f"Lower the learning rate (lr={lr:g}; try {lr / 100:.0e} or the default 1e-2)"
+    )
+
+
 def evaluate(net: nn.Module, task: Task, batch: TaskBatch) -> tuple[float, float]:
     """``(loss, accuracy)`` of ``net`` on ``batch`` without gradients."""
     with torch.no_grad():
@@ -162,6 +186,7 @@ def train(
     weight_decay: float = 0.0,
     activity_penalty: float = 0.0,
     grad_clip: float = 1.0,
+    max_loss_ratio: float | None = DIVERGENCE_RATIO,
     progress: bool = True,
 ) -> TrainResult:
     """Train ``net`` (in place) on ``task`` with Adam and return the history.
@@ -174,11 +199,20 @@ def train(
     The loss is the task loss plus ``activity_penalty * mean(state²)``; ``weight_decay`` is Adam's
     L2 term; gradients are clipped to norm ``grad_clip``. ``net`` must return
     ``(outputs, states)`` from ``net(x)`` like :class:`~interp.rnn.nets.RecurrentNet`.
+
+    Divergence stops training with :class:`~interp.errors.TrainingDivergedError` (nothing is
+    returned, so nothing diverged gets saved): a non-finite loss, or a loss above
+    ``max_loss_ratio × max(first step's loss, 1)`` (default 1,000 ×: an untrained net's loss is
+    O(1) for every task here, and a healthy run never climbs three orders of magnitude above
+    it; ``lr=1e6`` reaches 1e6-1e13 within two steps). ``max_loss_ratio=None`` checks
+    finiteness only.
     """
     if steps < 1 or batch_size < 1 or eval_every < 1 or eval_batch < 1:
         raise ValueError("steps, batch_size, eval_every and eval_batch must be positive")
     if target_accuracy is not None and not 0 < target_accuracy <= 1:
         raise ValueError(f"target_accuracy must be in (0, 1], got {target_accuracy}")
+    if max_loss_ratio is not None and not max_loss_ratio > 1:
+        raise ValueError(f"max_loss_ratio must be > 1 (or None), got {max_loss_ratio}")
     _check_shapes(net, task)
     like = next(net.parameters())
     dtype, device = like.dtype, like.device
@@ -198,10 +232,8 @@ def train(
         loss = task_loss(outputs, batch, task.loss)
         if activity_penalty:
             loss = loss + activity_penalty * states.pow(2).mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss became {float(loss)} at step {step}; lower lr (now {lr})"
-            )
+        first = losses[0] if losses else None
+        check_divergence(loss.item(), step, first, max_loss_ratio, lr)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:
@@ -218,6 +250,7 @@ def train(
     test_batch = _fixed_batch(task, eval_batch, split_generator(seed, "test"), "test", like)
     test_loss, test_accuracy = evaluate(net, task, test_batch)
     settings = {
+        "max_loss_ratio": max_loss_ratio,
         "steps": steps,
         "batch_size": batch_size,
         "lr": lr,
