@@ -1,25 +1,64 @@
-"""The `interp` command line."""
+"""The `interp` command line.
+
+Each command lives in its subpackage's ``cli`` module and is imported only when it runs (or when
+``interp --help`` lists them), so a bad option is refused in a fraction of a second instead of
+after seconds of torch/transformers imports. The group (:class:`~interp.cli_errors.CommandGroup`)
+prints a user's mistake as one ``error:`` line and lets a bug keep its traceback.
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib
+
+import click
 import typer
 
+from interp.cli_errors import CommandGroup
+
+# command name -> (module, attribute): a command function, or a ``register(app)`` that adds it.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "models": ("interp.models.cli", "register"),
+    "capture": ("interp.models.cli", "register"),
+    "heads": ("interp.heads.cli", "register"),
+    "train": ("interp.rnn.cli", "train_command"),
+    "fixed-points": ("interp.rnn.cli", "fixed_points_command"),
+    "automaton": ("interp.rnn.automaton_cli", "register"),
+    "phases": ("interp.depth.cli", "register"),
+    "degeneracy": ("interp.degeneracy.cli", "degeneracy_command"),
+}
+
+
+class _LazyCommands(CommandGroup):
+    """Loads a command's module the first time the command is looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return _load(cmd_name) if cmd_name in COMMANDS else None
+
+
+@functools.cache
+def _load(name: str) -> click.Command:
+    module, attribute = COMMANDS[name]
+    target = getattr(importlib.import_module(module), attribute)
+    holder = typer.Typer(rich_markup_mode=app.rich_markup_mode)
+    if attribute == "register":
+        target(holder)
+    else:
+        holder.command(name)(target)
+    return typer.main.get_group(holder).commands[name]
+
+
 app = typer.Typer(
+    cls=_LazyCommands,
     help="interp: find special attention heads, RNN fixed points and automata, depth phases.",
     no_args_is_help=True,
     add_completion=False,
 )
 
 
-def _register_all() -> None:
-    from interp.degeneracy.cli import register as degeneracy
-    from interp.depth.cli import register as depth
-    from interp.heads.cli import register as heads
-    from interp.models.cli import register as models
-    from interp.rnn.cli import register as rnn
-
-    for register in (models, heads, rnn, depth, degeneracy):
-        register(app)
-
-
-_register_all()
+@app.callback()
+def _main() -> None:
+    """interp: find special attention heads, RNN fixed points and automata, depth phases."""

@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from interp import __version__
+from interp.outputs import write_atomically
 
 R = TypeVar("R", bound="Result")
 
@@ -47,31 +46,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
-
-
-def write_atomically(path: str | os.PathLike, write: Any, *, overwrite: bool = False) -> Path:
-    """Call ``write(tmp_path)`` then move the result to ``path`` in one rename.
-
-    Refuses to replace an existing ``path`` unless ``overwrite`` is true, so re-runs never clobber
-    earlier results silently.
-    """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{path} already exists; pass overwrite=True (CLI: --overwrite) or choose another path"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        tmp = tmp_dir / path.name
-        write(tmp)
-        if path.is_dir() and not path.is_symlink():
-            old = tmp_dir / f"{path.name}.old"
-            os.replace(path, old)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    return path
 
 
 @dataclasses.dataclass

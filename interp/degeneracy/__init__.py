@@ -3,40 +3,34 @@
 Train an ensemble with :func:`train_ensemble` (one vectorized computation), measure it with
 :func:`measure_degeneracy` (behaviour, dynamics and weight distances), and sweep factors with
 :func:`degeneracy_sweep` (in-process or on Ray).
+
+Names are imported on first use (see :mod:`interp._lazy`), so the command line stays fast.
 """
 
-from interp.degeneracy.dsa import (
-    dsa_distances,
-    eigenvalue_wasserstein,
-    fit_dmd,
-    procrustes_vector_fields,
-)
-from interp.degeneracy.ensemble import Ensemble, train_ensemble
-from interp.degeneracy.executors import LocalExecutor, RayExecutor, make_executor
-from interp.degeneracy.geometry import cka_distances, procrustes_distances
-from interp.degeneracy.metrics import Degeneracy, measure_degeneracy
-from interp.degeneracy.pairs import degeneracy, degeneracy_se
-from interp.degeneracy.sweep import DegeneracySweep, degeneracy_sweep
-from interp.degeneracy.weights import match_hidden_units, weight_distances
+from __future__ import annotations
 
-__all__ = [
-    "Degeneracy",
-    "DegeneracySweep",
-    "Ensemble",
-    "LocalExecutor",
-    "RayExecutor",
-    "cka_distances",
-    "degeneracy",
-    "degeneracy_se",
-    "degeneracy_sweep",
-    "dsa_distances",
-    "eigenvalue_wasserstein",
-    "fit_dmd",
-    "make_executor",
-    "match_hidden_units",
-    "measure_degeneracy",
-    "procrustes_distances",
-    "procrustes_vector_fields",
-    "train_ensemble",
-    "weight_distances",
-]
+from interp._lazy import lazy_exports
+
+_EXPORTS = {
+    "Degeneracy": "interp.degeneracy.metrics",
+    "DegeneracySweep": "interp.degeneracy.sweep",
+    "Ensemble": "interp.degeneracy.ensemble",
+    "LocalExecutor": "interp.degeneracy.executors",
+    "RayExecutor": "interp.degeneracy.executors",
+    "cka_distances": "interp.degeneracy.geometry",
+    "degeneracy": "interp.degeneracy.pairs",
+    "degeneracy_se": "interp.degeneracy.pairs",
+    "degeneracy_sweep": "interp.degeneracy.sweep",
+    "dsa_distances": "interp.degeneracy.dsa",
+    "eigenvalue_wasserstein": "interp.degeneracy.dsa",
+    "fit_dmd": "interp.degeneracy.dsa",
+    "make_executor": "interp.degeneracy.executors",
+    "match_hidden_units": "interp.degeneracy.weights",
+    "measure_degeneracy": "interp.degeneracy.metrics",
+    "procrustes_distances": "interp.degeneracy.geometry",
+    "procrustes_vector_fields": "interp.degeneracy.dsa",
+    "train_ensemble": "interp.degeneracy.ensemble",
+    "weight_distances": "interp.degeneracy.weights",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

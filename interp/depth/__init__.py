@@ -8,31 +8,31 @@
   agreement and loss).
 - :func:`trajectory_diagnostics`: angular convergence and effective rank of layer updates.
 - :func:`digits_vit`: a small pre-LN ViT with LayerScale trained on scikit-learn's digits.
+
+Names are imported on first use (see :mod:`interp._lazy`), so the command line stays fast.
 """
 
-from interp.depth.phases import Phases, segment_phases
-from interp.depth.raptor import Raptor, RaptorFit, fit_raptor
-from interp.depth.raptor_lm import LanguageRaptor
-from interp.depth.similarity import LayerSimilarity, layer_similarity
-from interp.depth.trajectory import Trajectories, trajectory_diagnostics
-from interp.depth.views import DepthView, view_of
-from interp.depth.vit import DigitsViT, ViTConfig, digits_vit, load_digits
+from __future__ import annotations
 
-__all__ = [
-    "DepthView",
-    "DigitsViT",
-    "LanguageRaptor",
-    "LayerSimilarity",
-    "Phases",
-    "Raptor",
-    "RaptorFit",
-    "Trajectories",
-    "ViTConfig",
-    "digits_vit",
-    "fit_raptor",
-    "layer_similarity",
-    "load_digits",
-    "segment_phases",
-    "trajectory_diagnostics",
-    "view_of",
-]
+from interp._lazy import lazy_exports
+
+_EXPORTS = {
+    "DepthView": "interp.depth.views",
+    "DigitsViT": "interp.depth.vit",
+    "LanguageRaptor": "interp.depth.raptor_lm",
+    "LayerSimilarity": "interp.depth.similarity",
+    "Phases": "interp.depth.phases",
+    "Raptor": "interp.depth.raptor",
+    "RaptorFit": "interp.depth.raptor",
+    "Trajectories": "interp.depth.trajectory",
+    "ViTConfig": "interp.depth.vit",
+    "digits_vit": "interp.depth.vit",
+    "fit_raptor": "interp.depth.raptor",
+    "layer_similarity": "interp.depth.similarity",
+    "load_digits": "interp.depth.vit",
+    "segment_phases": "interp.depth.phases",
+    "trajectory_diagnostics": "interp.depth.trajectory",
+    "view_of": "interp.depth.views",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
