@@ -50,7 +50,25 @@ def _jsonable(value: Any) -> Any:
 
 @dataclasses.dataclass
 class Result:
-    """Base class: subclasses are dataclasses whose fields are arrays, dicts of arrays or JSON."""
+    """Base class: subclasses are dataclasses whose fields are arrays, dicts of arrays or JSON.
+
+    ``repr(result)`` / ``print(result)`` show a summary (type, each field as a shape or a short
+    value, the first lines of ``table()``; under 2,000 characters), never the raw tensors.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Put the summary in the subclass's own namespace before @dataclass runs: the decorator
+        # adds its field-by-field __repr__ only where the class does not define one.
+        super().__init_subclass__(**kwargs)
+        if "__repr__" not in cls.__dict__:
+            cls.__repr__ = Result.__repr__
+
+    def __repr__(self) -> str:
+        from interp.result_summary import summary
+
+        return summary(self)
+
+    __str__ = __repr__
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the result as a folder holding ``result.json`` and ``arrays.safetensors``."""
