@@ -33,6 +33,11 @@ _EXPORTS = {
     "grammar_task": "interp.rnn.grammars",
     "Extraction": "interp.rnn.extraction_result",
     "extract_automaton": "interp.rnn.extraction",
+    "HMM": "interp.rnn.hmm",
+    "make_hmm": "interp.rnn.hmm",
+    "output_statistics": "interp.rnn.hmm",
+    "NoiseRNN": "interp.rnn.hmm_net",
+    "train_hmm": "interp.rnn.hmm_net",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

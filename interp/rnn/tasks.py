@@ -410,6 +410,7 @@ _TASKS: dict[str, Callable[..., Task]] = {
 _LAZY = {
     **{f"tomita{i}": "interp.rnn.grammars" for i in range(1, 8)},
     "parens": "interp.rnn.grammars",
+    "hmm": "interp.rnn.hmm",
 }
 
 
