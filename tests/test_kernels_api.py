@@ -12,6 +12,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from interp._checks import raise_first_failure  # noqa: E402
+from interp.errors import InputTypeError, InvalidArgumentError, NonFiniteError  # noqa: E402
 from interp.kernels import api, attention_stats, reference_attention_stats  # noqa: E402
 
 Q = torch.randn(1, 4, 6, 8)
@@ -45,8 +46,10 @@ K = torch.randn(1, 2, 6, 8)
 )
 def test_bad_input_is_named(kwargs, error, match):
     args = dict(q=Q, k=K) | kwargs
-    with pytest.raises(error, match=match):
+    with pytest.raises(error, match=match) as raised:
         attention_stats(**args)
+    typed = InputTypeError if error is TypeError else InvalidArgumentError
+    assert isinstance(raised.value, typed)  # a user's mistake, printed as one line by the CLI
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
@@ -58,8 +61,9 @@ def test_non_finite_inputs_raise(backend, name, bad):
     args[name][0, 1, -1, 3] = bad
     pad = torch.ones(1, 6, dtype=torch.bool)
     pad[0, -1] = False  # the bad key entry sits on a padding key
-    with pytest.raises(FloatingPointError, match=f"{name} holds non-finite values"):
+    with pytest.raises(NonFiniteError, match=f"{name} holds non-finite values"):
         attention_stats(**args, key_padding_mask=pad, backend=backend)
+    assert issubclass(NonFiniteError, FloatingPointError)  # what callers caught before
 
 
 @pytest.mark.parametrize(
@@ -76,6 +80,7 @@ def test_non_finite_inputs_raise(backend, name, bad):
 )
 def test_auto_picks_a_backend_that_runs(monkeypatch, device, dtype, installed, want):
     monkeypatch.setattr(api, "triton_available", lambda: installed)
+    monkeypatch.setattr(api, "kernel_interpreted", lambda: False)  # as on a GPU machine
     assert api.resolve_backend("auto", torch.device(device), dtype) == want
 
 
@@ -91,12 +96,59 @@ def test_auto_on_cuda_sends_float64_to_torch(monkeypatch):
 
     monkeypatch.setattr(api, "resolve_backend", as_if_on_cuda)
     monkeypatch.setattr(api, "triton_available", lambda: True)
+    monkeypatch.setattr(api, "kernel_interpreted", lambda: False)  # as if compiled
     for dtype, want in ((torch.float64, "torch"), (torch.float32, "triton")):
         q, k = Q.to(dtype), K.to(dtype)
         out = attention_stats(q, k)
         assert chosen[-1] == want and out.lse.dtype == dtype
         ref = reference_attention_stats(q, k)
         torch.testing.assert_close(out.lse.double(), ref.lse, rtol=1e-5, atol=1e-6)
+
+
+def test_auto_never_runs_the_interpreter_on_cuda(monkeypatch):
+    """Issue 14: with TRITON_INTERPRET=1 exported (as the Makefile once did for every target),
+    backend='auto' on CUDA tensors warns once and uses torch instead of interpreting the kernel
+    on the CPU; an explicit 'triton' still runs what was asked. CUDA is faked: no GPU here."""
+    from interp.kernels import triton_stats
+
+    assert triton_stats.interpreted()  # this process imported the kernel under the interpreter
+    monkeypatch.setattr(api, "triton_available", lambda: True)
+    monkeypatch.setattr(api, "_INTERPRETER_WARNED", [])
+    cuda = torch.device("cuda")
+    with pytest.warns(RuntimeWarning, match="TRITON_INTERPRET=1 is set.*uses the chunked torch"):
+        assert api.resolve_backend("auto", cuda, torch.float32) == "torch"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process
+        assert api.resolve_backend("auto", cuda, torch.bfloat16) == "torch"
+    assert api.resolve_backend("triton", cuda, torch.float32) == "triton"
+
+    chosen = []
+    select = api.resolve_backend
+
+    def as_if_on_cuda(backend, device, dtype):
+        chosen.append(select(backend, cuda, dtype))
+        return chosen[-1]
+
+    monkeypatch.setattr(api, "resolve_backend", as_if_on_cuda)
+    out = attention_stats(Q, K, window=3, softcap=5.0)
+    assert chosen == ["torch"]
+    ref = reference_attention_stats(Q, K, window=3, softcap=5.0)
+    torch.testing.assert_close(out.lse.double(), ref.lse, rtol=1e-5, atol=1e-6)
+
+
+def test_interpreter_is_read_from_the_kernel_once_imported(monkeypatch):
+    """The interpreter is fixed when the kernel module is decorated: before that the environment
+    says what it will be, after it the kernel itself (a later change of the variable is moot)."""
+    import sys
+
+    from interp.kernels import triton_stats
+
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert api.kernel_interpreted() is triton_stats.interpreted() is True
+    monkeypatch.delitem(sys.modules, "interp.kernels.triton_stats")
+    assert api.kernel_interpreted() is False
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert api.kernel_interpreted() is True
 
 
 def test_explicit_triton_that_cannot_run_is_named(monkeypatch):
