@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from interp.rnn.automata import DFA
-from interp.rnn.extraction import build_dfa, extract_automaton
+from interp.rnn.extraction import extract_automaton
+from interp.rnn.extraction_quantize import build_dfa
 from interp.rnn.extraction_result import Extraction
 from interp.rnn.grammar_training import train_grammar_net
 from interp.rnn.grammars import grammar_dfa, grammar_task

@@ -1,6 +1,10 @@
-"""Extract a DFA from a trained RNN by quantizing its state space.
+"""Extract a DFA from a trained RNN: by quantizing its state space, or by L* with queries.
 
-The pipeline (Omlin & Giles 1996; Weiss et al. 2018 and Dave et al. 2024 for the evaluation):
+``method="lstar"`` learns the automaton with Angluin's L*, the RNN answering the queries (Weiss et
+al. 2018; :mod:`interp.rnn.lstar`); it returns the same :class:`Extraction` and is evaluated the
+same way (last paragraph). The quantization pipeline (``kmeans``, ``centroids``;
+:mod:`interp.rnn.extraction_quantize`; Omlin & Giles 1996; Weiss et al. 2018 and Dave et al. 2024
+for the evaluation): (Omlin & Giles 1996; Weiss et al. 2018 and Dave et al. 2024 for the evaluation):
 
 1. **States.** Run the RNN (batched over strings) on every string up to ``exhaustive_length`` plus
    ``n_strings`` sampled strings and keep its state after every prefix, together with its own
@@ -20,8 +24,8 @@ The pipeline (Omlin & Giles 1996; Weiss et al. 2018 and Dave et al. 2024 for the
 whose minimized DFA agrees with the RNN on at least ``fidelity_target`` of a validation set of
 strings (a separate draw with lengths 0..``test_length``: long strings are needed to tell apart
 states that differ only in the far future, like depth 6 vs the sink of bounded parentheses); if
-none does, the k with the best validation fidelity. Why fidelity and not a geometric criterion (silhouette, elbow): an RNN often
-keeps several separated clouds for one automaton state (e.g. drifting with length), so geometry
+none does, the k with the best validation fidelity. Why fidelity and not a geometric criterion
+(silhouette, elbow): an RNN often keeps several separated clouds for one automaton state (e.g. drifting with length), so geometry
 alone over-counts; what we want is the smallest automaton that *behaves* like the RNN, which is
 what fidelity measures. Minimization afterwards merges clusters that turned out to be equivalent.
 
@@ -39,21 +43,23 @@ length 15), so equivalence is decided on the automata themselves.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 from torch import Tensor
 
 from interp import __version__
+from interp.errors import InputTypeError, InvalidArgumentError
 from interp.rnn.automata import DFA
 from interp.rnn.extraction_result import Extraction
 from interp.rnn.grammars import GrammarTask, SymbolEncoding
 from interp.rnn.protocol import Recurrent, check_recurrent, unroll
+from interp.rnn.tasks import Task
 
-METHODS = ("kmeans", "centroids")
+METHODS = ("kmeans", "centroids", "lstar")
 
 
 def _encoding(alphabet: Sequence[str] | SymbolEncoding | GrammarTask) -> SymbolEncoding:
@@ -61,12 +67,58 @@ def _encoding(alphabet: Sequence[str] | SymbolEncoding | GrammarTask) -> SymbolE
         return alphabet.encoding
     if isinstance(alphabet, SymbolEncoding):
         return alphabet
-    if isinstance(alphabet, str) or not all(isinstance(s, str) and len(s) == 1 for s in alphabet):
-        raise TypeError(
+    if isinstance(alphabet, Task):
+        raise InputTypeError(
+            f"extract_automaton needs a grammar task (tomita1..tomita7, parens), a SymbolEncoding "
+            f"or one-character symbols; {alphabet.name!r} ({type(alphabet).__name__}) is not a "
+            "grammar task: its outputs are not accept/reject decisions on strings"
+        )
+    if (
+        isinstance(alphabet, str)
+        or not isinstance(alphabet, Sequence)
+        or not alphabet
+        or not all(isinstance(s, str) and len(s) == 1 for s in alphabet)
+    ):
+        raise InputTypeError(
             "alphabet must be a GrammarTask, a SymbolEncoding or a sequence of one-character "
             f"symbols like ['0', '1'], got {alphabet!r}"
         )
     return SymbolEncoding(tuple(alphabet), bos=False)
+
+
+def check_extractable(model: Recurrent, encoding: SymbolEncoding) -> None:
+    """Refuse, before any work, a model whose inputs do not match the alphabet's encoding or whose
+    readout is not a single accept logit.
+
+    Accepted readouts: exactly one output, read as an accept logit (``> 0`` accepts), which is what
+    the grammar tasks train (``output_size=1``, BCE). A two-class readout is refused rather than
+    guessed at: wrap it so ``readout`` returns ``logit[1] - logit[0]``.
+    """
+    size = getattr(model, "input_size", None)
+    with torch.no_grad():
+        h0 = model.initial_state(1)
+        if isinstance(size, int) and size != encoding.input_size:
+            raise InvalidArgumentError(_input_mismatch(encoding, size))
+        try:
+            model.step(h0, torch.zeros(1, encoding.input_size, dtype=h0.dtype))
+        except RuntimeError as error:  # a torch shape error: the model takes another input size
+            raise InvalidArgumentError(_input_mismatch(encoding, None)) from error
+        outputs = model.readout(h0).shape[-1]
+    if outputs != 1:
+        raise InvalidArgumentError(
+            f"extraction reads accept/reject from a single output logit (> 0 accepts); the model "
+            f"has {outputs} outputs (for a two-class readout, wrap it so readout returns "
+            "logit[1] - logit[0])"
+        )
+
+
+def _input_mismatch(encoding: SymbolEncoding, size: int | None) -> str:
+    bos = " plus begin-of-string" if encoding.bos else ""
+    takes = f"the model takes inputs of size {size}" if size else "the model rejects them"
+    return (
+        f"alphabet {list(encoding.alphabet)}{bos} is encoded as one-hot inputs of size "
+        f"{encoding.input_size}, but {takes}"
+    )
 
 
 class _Strings:
@@ -156,7 +208,7 @@ class _Run:
 
 def _decide(logits: Tensor) -> Tensor:
     if logits.shape[-1] != 1:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"extraction reads accept/reject from a single output logit (> 0 accepts); the model "
             f"has {logits.shape[-1]} outputs"
         )
@@ -169,7 +221,7 @@ def _nearest(points: Tensor, centres: Tensor) -> Tensor:
 
 def _unroll_centroids(model: Any, x: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
     if not callable(getattr(model, "step_with_attention", None)) or not hasattr(model, "centroids"):
-        raise TypeError(
+        raise InputTypeError(
             "method='centroids' needs a state-regularized net (interp.rnn.state_regularized) with "
             "step_with_attention() and centroids; use method='kmeans' for other RNNs"
         )
@@ -181,105 +233,6 @@ def _unroll_centroids(model: Any, x: Tensor, h0: Tensor) -> tuple[Tensor, Tensor
     return torch.stack(states, dim=1), torch.stack(ids, dim=1)
 
 
-def build_dfa(
-    ids: np.ndarray,
-    accept: np.ndarray,
-    codes: np.ndarray,
-    lengths: np.ndarray,
-    n_clusters: int,
-    alphabet: Sequence[str],
-    *,
-    fill_transition: Any,
-    fill_accepting: Any,
-    cluster_labels: np.ndarray | None = None,
-) -> tuple[DFA, dict[str, float]]:
-    """Majority-vote automaton from cluster ids of every prefix state.
-
-    ``ids`` and ``accept`` are ``[N, T+1]`` (column 0 = start), ``codes`` ``[N, T]``. Unobserved
-    (cluster, symbol) pairs are filled by ``fill_transition(clusters, symbols) -> clusters``;
-    clusters with no state by ``fill_accepting(clusters) -> bool``. ``cluster_labels`` (bool
-    ``[k]``), when given, decides acceptance instead of the majority (the label conflict rate then
-    counts the RNN decisions that disagree with it). Returns the raw (unminimized) DFA and the
-    conflict statistics.
-    """
-    k, n_symbols = n_clusters, len(alphabet)
-    steps = np.arange(codes.shape[1])
-    moved = steps[None, :] < lengths[:, None]  # transition t -> t+1 exists
-    src, sym, dst = ids[:, :-1][moved], codes[moved], ids[:, 1:][moved]
-    tally = np.bincount((src * n_symbols + sym) * k + dst, minlength=k * n_symbols * k).reshape(
-        k, n_symbols, k
-    )
-    totals = tally.sum(axis=2)
-    transitions = tally.argmax(axis=2)
-    unseen = np.argwhere(totals == 0)
-    if len(unseen):
-        transitions[unseen[:, 0], unseen[:, 1]] = fill_transition(unseen[:, 0], unseen[:, 1])
-    observed = totals.sum()
-    conflict = 1.0 - tally.max(axis=2).sum() / observed if observed else 0.0
-
-    valid = np.arange(ids.shape[1])[None, :] <= lengths[:, None]
-    votes = np.bincount(ids[valid], weights=accept[valid].astype(float), minlength=k)
-    members = np.bincount(ids[valid], minlength=k)
-    if cluster_labels is None:
-        accepting = votes * 2 > members
-        empty = np.flatnonzero(members == 0)
-        if len(empty):
-            accepting[empty] = fill_accepting(empty)
-    else:
-        accepting = np.asarray(cluster_labels, dtype=bool)
-    disagree = np.where(accepting, members - votes, votes)
-    minority = disagree.sum() / max(members.sum(), 1)
-    start = np.bincount(ids[:, 0], minlength=k).argmax()
-    dfa = DFA(
-        alphabet=list(alphabet),
-        transitions=transitions,
-        accepting=accepting,
-        start=int(start),
-        name="extracted",
-    )
-    stats = {
-        "transition_conflict_rate": float(conflict),
-        "label_conflict_rate": float(minority),
-        "unobserved_transitions": len(unseen),
-        "start_conflict_rate": float(1.0 - np.bincount(ids[:, 0], minlength=k).max() / len(ids)),
-    }
-    return dfa, stats
-
-
-class _Quantizer:
-    """Maps states to clusters and back to centres, for one k (k-means) or for the centroids."""
-
-    def __init__(self, model: Any, encoding: SymbolEncoding, centres: Tensor, assign: Any) -> None:
-        self.model, self.encoding, self.centres, self.assign = model, encoding, centres, assign
-
-    def fill_transition(self, clusters: np.ndarray, symbols: np.ndarray) -> np.ndarray:
-        x = torch.nn.functional.one_hot(torch.as_tensor(symbols), self.encoding.input_size)
-        with torch.no_grad():
-            h = self.centres[torch.as_tensor(clusters)]
-            return self.assign(h, x.to(h.dtype))
-
-    def fill_accepting(self, clusters: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return _decide(self.model.readout(self.centres[torch.as_tensor(clusters)])).numpy()
-
-
-def _kmeans_quantizer(model: Any, encoding: SymbolEncoding, points: np.ndarray, k: int, seed: int):
-    km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(points)
-    centres = torch.as_tensor(km.cluster_centers_, dtype=model.initial_state(1).dtype)
-
-    def assign(h: Tensor, x: Tensor) -> np.ndarray:
-        return km.predict(model.step(h, x).double().numpy())
-
-    return km, _Quantizer(model, encoding, centres, assign)
-
-
-def _centroid_quantizer(model: Any, encoding: SymbolEncoding) -> _Quantizer:
-    def assign(h: Tensor, x: Tensor) -> np.ndarray:
-        return model.step_with_attention(h, x)[1].argmax(dim=-1).numpy()
-
-    return _Quantizer(model, encoding, model.centroids.detach(), assign)
-
-
 def _fidelity(dfa: DFA, strings: _Strings, rnn_accept: np.ndarray) -> float:
     return float((_dfa_accepts(dfa, strings) == rnn_accept).mean())
 
@@ -288,6 +241,83 @@ def _dfa_accepts(dfa: DFA, strings: _Strings) -> np.ndarray:
     lengths = strings.lengths.numpy()
     final = dfa.run(strings.codes.numpy(), lengths)[np.arange(len(lengths)), lengths]
     return dfa.accepting[final]
+
+
+def evaluate(
+    model: Recurrent,
+    encoding: SymbolEncoding,
+    task: GrammarTask | None,
+    target: DFA | None,
+    dfa: DFA,
+    generator: torch.Generator,
+    *,
+    test_length: int,
+    n_test_per_length: int,
+) -> dict[str, Any]:
+    """The fields of :class:`Extraction` that judge an extracted ``dfa`` (any method): agreement
+    with the RNN and with ``target`` by length on fresh strings of every length 0..``test_length``,
+    and exact equivalence with ``target`` with a shortest counterexample."""
+    n_symbols = len(encoding.alphabet)
+    test = _Strings.cat(
+        [
+            _Strings.draw(
+                task, n_symbols, n_test_per_length, generator, max_length=test_length, length=n
+            )
+            for n in range(test_length + 1)
+        ]
+    )
+    with torch.no_grad():
+        rnn_test = _Run(model, encoding, test, centroids=False).final_accept()
+    dfa_test = _dfa_accepts(dfa, test)
+    by_length = test.lengths.numpy()
+    lengths_axis = np.arange(test_length + 1)
+
+    def per_length(hit: np.ndarray) -> np.ndarray:
+        return np.array([hit[by_length == n].mean() for n in lengths_axis])
+
+    truth = _dfa_accepts(target, test) if target is not None else None
+    equivalent, counterexample = dfa.equivalent(target) if target is not None else (None, None)
+    return {
+        "alphabet": list(encoding.alphabet),
+        "transitions": dfa.transitions,
+        "accepting": dfa.accepting,
+        "start": dfa.start,
+        "target_transitions": target.transitions if target is not None else None,
+        "target_accepting": target.accepting if target is not None else None,
+        "target_start": target.start if target is not None else None,
+        "target_name": target.name if target is not None else None,
+        "lengths": lengths_axis,
+        "fidelity_by_length": per_length(dfa_test == rnn_test),
+        "accuracy_by_length": per_length(dfa_test == truth) if truth is not None else None,
+        "rnn_accuracy_by_length": per_length(rnn_test == truth) if truth is not None else None,
+        "fidelity": float((dfa_test == rnn_test).mean()),
+        "accuracy": float((dfa_test == truth).mean()) if truth is not None else None,
+        "equivalent": equivalent,
+        "counterexample": counterexample,
+    }
+
+
+def validation_draw(
+    model: Recurrent,
+    encoding: SymbolEncoding,
+    task: GrammarTask | None,
+    generator: torch.Generator,
+    *,
+    n_strings: int,
+    test_length: int,
+) -> tuple[_Strings, np.ndarray]:
+    """``n_strings`` strings of lengths 0..``test_length`` and the RNN's decisions on them."""
+    strings = _Strings.draw(
+        task, len(encoding.alphabet), n_strings, generator, max_length=test_length
+    )
+    with torch.no_grad():
+        return strings, _Run(model, encoding, strings, centroids=False).final_accept()
+
+
+def _check_positive(**values: int | float | None) -> None:
+    for name, value in values.items():
+        if value is not None and not value > 0:
+            raise InvalidArgumentError(f"{name} must be > 0, got {value}")
 
 
 def extract_automaton(
@@ -305,161 +335,126 @@ def extract_automaton(
     test_length: int | None = None,
     n_test_per_length: int = 200,
     seed: int = 0,
+    equivalence: str = "abstraction",
+    max_states: int | None = 200,
+    max_membership_queries: int | None = 200_000,
+    max_equivalence_queries: int | None = 200,
+    time_limit: float | None = 60.0,
+    epsilon: float = 0.01,
+    delta: float = 0.01,
 ) -> Extraction:
-    """Extract a DFA from ``model`` by quantizing its states (see the module docstring).
+    """Extract a DFA from ``model``: by quantizing its states (``kmeans``, ``centroids``; see the
+    module docstring) or by L* with the RNN as the teacher (``lstar``; see :mod:`interp.rnn.lstar`).
 
     Args:
-        model: a :class:`~interp.rnn.protocol.Recurrent` with a single output logit (> 0 accepts).
+        model: a :class:`~interp.rnn.protocol.Recurrent` with a single output logit (> 0 accepts;
+            see :func:`check_extractable`).
         alphabet: a :class:`~interp.rnn.grammars.GrammarTask` (its encoding with begin-of-string,
             its balanced sampler and its ground-truth DFA), a :class:`SymbolEncoding`, or plain
             one-character symbols (one-hot inputs, start state = ``model.initial_state``).
         target: ground-truth DFA to compare with (default: the task's).
-        method: ``"kmeans"`` or ``"centroids"`` (state-regularized nets: argmax of α).
-        n_clusters: fix k instead of searching 2..``max_clusters``.
-        fidelity_target: validation fidelity at which the search over k stops.
-        exhaustive_length: every string up to this length is in the state sample.
+        method: ``"kmeans"``, ``"centroids"`` (state-regularized nets: argmax of α) or ``"lstar"``.
+        n_clusters: fix k instead of searching 2..``max_clusters`` (kmeans).
+        fidelity_target: validation fidelity at which the search over k stops (kmeans).
+        exhaustive_length: every string up to this length is in the state sample (quantization).
         n_strings: sampled strings (lengths 0..``max_length``) added to the state sample; also the
-            size of the validation set for choosing k (lengths 0..``test_length``).
-        max_length: longest sampled string (default: the task's ``train_length``, else 10).
+            size of the validation set (lengths 0..``test_length``).
+        max_length: longest sampled string (default: the task's ``train_length``, else 10); for
+            ``lstar`` with ``equivalence="pac"``, the longest string the sampling oracle draws.
         test_length: longest test string (default ``2 * max_length``).
         n_test_per_length: test strings per length (half uniform, half balanced by the task).
-        seed: seeds the string samples and k-means.
+        seed: seeds the string samples, k-means and the PAC oracle.
+        equivalence: ``lstar`` only: ``"abstraction"`` (Weiss et al. 2018) or ``"pac"``
+            (Angluin's sampling oracle with ``epsilon``, ``delta``).
+        max_states, max_membership_queries, max_equivalence_queries, time_limit: ``lstar`` only:
+            limits (None = none; each must be > 0). When one stops the run the result holds the
+            hypothesis so far with ``complete=False`` and ``stopped_by`` naming the limit.
+        epsilon, delta: the PAC oracle's error and confidence, in (0, 1).
     """
+    started = time.perf_counter()
     model = check_recurrent(model)
     encoding = _encoding(alphabet)
+    check_extractable(model, encoding)
     task = alphabet if isinstance(alphabet, GrammarTask) else None
     if target is None and task is not None:
         target = task.dfa
     if target is not None and list(target.alphabet) != list(encoding.alphabet):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"target alphabet {target.alphabet} differs from {list(encoding.alphabet)}"
         )
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if n_clusters is not None and n_clusters < 1:
-        raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
+        raise InvalidArgumentError(f"method must be one of {METHODS}, got {method!r}")
+    _check_positive(
+        n_clusters=n_clusters,
+        max_clusters=max_clusters,
+        n_strings=n_strings,
+        max_length=max_length,
+        test_length=test_length,
+        n_test_per_length=n_test_per_length,
+    )
     if not 0.0 < fidelity_target <= 1.0:
-        raise ValueError(f"fidelity_target must be in (0, 1], got {fidelity_target}")
+        raise InvalidArgumentError(f"fidelity_target must be in (0, 1], got {fidelity_target}")
+    lstar_options = None
+    if method == "lstar":
+        from interp.rnn.lstar import LStarOptions
+
+        lstar_options = LStarOptions(
+            equivalence=equivalence,
+            max_states=max_states,
+            max_membership_queries=max_membership_queries,
+            max_equivalence_queries=max_equivalence_queries,
+            time_limit=time_limit,
+            epsilon=epsilon,
+            delta=delta,
+        )
     max_length = max_length or (task.train_length if task is not None else 10)
     test_length = test_length or 2 * max_length
-    n_symbols = len(encoding.alphabet)
     generator = torch.Generator().manual_seed(seed)
+    settings: dict[str, Any] = {
+        "method": method,
+        "n_strings": n_strings,
+        "max_length": max_length,
+        "test_length": test_length,
+        "n_test_per_length": n_test_per_length,
+        "seed": seed,
+        "begin_of_string": encoding.bos,
+        "interp_version": __version__,
+    }
+    if lstar_options is not None:
+        from interp.rnn.lstar import run_lstar
 
-    with torch.no_grad():
-        sample = _Strings.cat(
-            [
-                _Strings.exhaustive(n_symbols, exhaustive_length),
-                _Strings.draw(task, n_symbols, n_strings, generator, max_length=max_length),
-            ]
+        fields = run_lstar(model, encoding, lstar_options, generator, max_length=max_length)
+        validation, val_accept = validation_draw(
+            model, encoding, task, generator, n_strings=n_strings, test_length=test_length
         )
-        run = _Run(model, encoding, sample, centroids=method == "centroids")
-        validation = _Strings.draw(task, n_symbols, n_strings, generator, max_length=test_length)
-        val_accept = _Run(model, encoding, validation, centroids=False).final_accept()
-        codes, lengths = sample.codes.numpy(), sample.lengths.numpy()
-        accept, valid = run.accept.numpy(), run.valid.numpy()
+        fields["validation_fidelity"] = _fidelity(fields["minimal"], validation, val_accept)
+    else:
+        from interp.rnn.extraction_quantize import quantize
 
-        def attempt(
-            k: int, ids: np.ndarray, quantizer: _Quantizer, labels=None
-        ) -> tuple[DFA, DFA, dict, float]:
-            raw, stats = build_dfa(
-                ids,
-                accept,
-                codes,
-                lengths,
-                k,
-                encoding.alphabet,
-                fill_transition=quantizer.fill_transition,
-                fill_accepting=quantizer.fill_accepting,
-                cluster_labels=labels,
-            )
-            minimal = raw.minimize()
-            return raw, minimal, stats, _fidelity(minimal, validation, val_accept)
-
-        search: dict[int, float] = {}
-        if method == "centroids":
-            quantizer = _centroid_quantizer(model, encoding)
-            chosen_k = int(quantizer.centres.shape[0])
-            labels = quantizer.fill_accepting(np.arange(chosen_k))  # readout of every centroid
-            raw, minimal, stats, val_fid = attempt(chosen_k, run.ids.numpy(), quantizer, labels)
-            search[chosen_k] = val_fid
-        else:
-            flat = run.states[torch.from_numpy(valid)].double().numpy()
-            points = np.unique(flat.round(6), axis=0)
-            candidates = [n_clusters] if n_clusters else list(range(2, max_clusters + 1))
-            candidates = [k for k in candidates if k <= len(points)] or [len(points)]
-            best = None
-            for k in candidates:
-                km, quantizer = _kmeans_quantizer(model, encoding, points, k, seed)
-                ids = km.predict(run.states.double().numpy().reshape(-1, flat.shape[1])).reshape(
-                    valid.shape
-                )
-                outcome = attempt(k, ids, quantizer)
-                search[k] = outcome[3]
-                if best is None or outcome[3] > best[1][3]:
-                    best = (k, outcome)
-                if outcome[3] >= fidelity_target:
-                    best = (k, outcome)
-                    break
-            chosen_k, (raw, minimal, stats, val_fid) = best
-
-        test = _Strings.cat(
-            [
-                _Strings.draw(
-                    task, n_symbols, n_test_per_length, generator, max_length=test_length, length=n
-                )
-                for n in range(test_length + 1)
-            ]
+        with torch.no_grad():
+            fields = quantize(
+                model, encoding, task, generator, method=method, test_length=test_length, n_clusters=n_clusters, max_clusters=max_clusters,
+                fidelity_target=fidelity_target, exhaustive_length=exhaustive_length,
+                n_strings=n_strings, max_length=max_length, seed=seed,
+            )  # fmt: skip
+        settings.update(
+            n_clusters=n_clusters,
+            max_clusters=max_clusters,
+            fidelity_target=fidelity_target,
+            exhaustive_length=exhaustive_length,
         )
-        rnn_test = _Run(model, encoding, test, centroids=False).final_accept()
-
-    dfa_test = _dfa_accepts(minimal, test)
-    by_length = test.lengths.numpy()
-    lengths_axis = np.arange(test_length + 1)
-
-    def per_length(hit: np.ndarray) -> np.ndarray:
-        return np.array([hit[by_length == n].mean() for n in lengths_axis])
-
-    fidelity = per_length(dfa_test == rnn_test)
-    truth = _dfa_accepts(target, test) if target is not None else None
-    equivalent, counterexample = minimal.equivalent(target) if target is not None else (None, None)
+    raw, minimal = fields.pop("raw"), fields.pop("minimal")
+    settings.update(fields.pop("settings"))
+    judged = evaluate(
+        model, encoding, task, target, minimal, generator,
+        test_length=test_length, n_test_per_length=n_test_per_length,
+    )  # fmt: skip
     return Extraction(
-        alphabet=list(encoding.alphabet),
-        transitions=minimal.transitions,
-        accepting=minimal.accepting,
-        start=minimal.start,
+        **judged,
+        **fields,
         raw_transitions=raw.transitions,
         raw_accepting=raw.accepting,
         raw_start=raw.start,
-        target_transitions=target.transitions if target is not None else None,
-        target_accepting=target.accepting if target is not None else None,
-        target_start=target.start if target is not None else None,
-        target_name=target.name if target is not None else None,
-        lengths=lengths_axis,
-        fidelity_by_length=fidelity,
-        accuracy_by_length=per_length(dfa_test == truth) if truth is not None else None,
-        rnn_accuracy_by_length=per_length(rnn_test == truth) if truth is not None else None,
-        fidelity=float((dfa_test == rnn_test).mean()),
-        accuracy=float((dfa_test == truth).mean()) if truth is not None else None,
-        equivalent=equivalent,
-        counterexample=counterexample,
-        n_clusters=chosen_k,
-        search_k=np.array(list(search)),
-        search_fidelity=np.array(list(search.values())),
-        validation_fidelity=val_fid,
-        settings={
-            "method": method,
-            "n_clusters": n_clusters,
-            "max_clusters": max_clusters,
-            "fidelity_target": fidelity_target,
-            "exhaustive_length": exhaustive_length,
-            "n_strings": n_strings,
-            "max_length": max_length,
-            "test_length": test_length,
-            "n_test_per_length": n_test_per_length,
-            "seed": seed,
-            "n_prefix_states": int(valid.sum()),
-            "begin_of_string": encoding.bos,
-            "interp_version": __version__,
-            **stats,
-        },
+        settings=settings,
+        seconds=time.perf_counter() - started,
     )

@@ -24,8 +24,16 @@ class Extraction(Result):
     ``fidelity_by_length`` = agreement with the RNN, ``accuracy_by_length`` = agreement of the DFA
     with the ground truth, ``rnn_accuracy_by_length`` = the RNN's own accuracy), their averages,
     exact ``equivalent``-ce with the ground truth and a shortest ``counterexample``, the search over
-    k (``search_k``, ``search_fidelity`` on the validation set) and every setting and conflict rate
-    in ``settings``.
+    k (``search_k``, ``search_fidelity`` on the validation set; empty for L*) and every setting and
+    conflict rate in ``settings``.
+
+    L* (``settings["method"] == "lstar"``) also fills ``membership_queries`` (distinct strings the
+    RNN was asked), ``equivalence_queries``, the ``counterexamples`` the teacher returned in order,
+    and ``complete``: False when a limit stopped the run (``stopped_by`` names it: ``max_states``,
+    ``max_membership_queries``, ``max_equivalence_queries`` or ``time_limit``); the automaton is
+    then the hypothesis so far. For L*, ``n_clusters`` is the number of parts of the abstraction
+    of the state space (0 with the PAC oracle) and the raw DFA is the last hypothesis. ``seconds``
+    is the wall time of the whole extraction, evaluation included.
     """
 
     alphabet: list[str]
@@ -52,6 +60,12 @@ class Extraction(Result):
     search_fidelity: np.ndarray
     validation_fidelity: float
     settings: dict[str, Any]
+    membership_queries: int | None = None
+    equivalence_queries: int | None = None
+    counterexamples: list[str] | None = None
+    complete: bool = True
+    stopped_by: str | None = None
+    seconds: float | None = None
 
     @property
     def dfa(self) -> DFA:
@@ -95,17 +109,33 @@ class Extraction(Result):
             "equivalent": self.equivalent,
             "counterexample": self.counterexample,
             "transition_conflict_rate": self.settings.get("transition_conflict_rate"),
+            "membership_queries": self.membership_queries,
+            "equivalence_queries": self.equivalence_queries,
+            "complete": self.complete,
+            "stopped_by": self.stopped_by,
+            "seconds": self.seconds,
         }
 
     def table(self) -> str:
         """Headline numbers, then the transition table of the extracted DFA."""
         s = self.summary()
+        lstar = self.settings.get("method") == "lstar"
+        how = (
+            f"lstar, {self.settings.get('equivalence')} oracle"
+            if lstar
+            else f"{self.settings.get('method')}, k={self.n_clusters}"
+        )
         lines = [
-            f"Extracted automaton ({self.settings.get('method')}, k={self.n_clusters}): "
-            f"{s['states']} states"
+            f"Extracted automaton ({how}): {s['states']} states"
             + (f" (ground truth {s['target']}: {s['target_states']})" if s["target"] else ""),
-            f"fidelity to the RNN (lengths 0..{int(self.lengths[-1])}): {self.fidelity:.4f}",
         ]
+        if not self.complete:
+            lines.append(
+                f"INCOMPLETE: the {self.stopped_by} limit stopped L*; this is the hypothesis so far"
+            )
+        lines.append(
+            f"fidelity to the RNN (lengths 0..{int(self.lengths[-1])}): {self.fidelity:.4f}"
+        )
         if self.accuracy is not None:
             rnn = float(np.mean(self.rnn_accuracy_by_length))
             lines.append(f"accuracy vs ground truth: DFA {self.accuracy:.4f}, RNN {rnn:.4f}")
@@ -113,15 +143,29 @@ class Extraction(Result):
                 "yes" if self.equivalent else f"no, shortest counterexample {self.counterexample!r}"
             )
             lines.append(f"equivalent to the ground truth: {verdict}")
-        lines.append(
-            "conflict rates: transitions {:.4f}, accept labels {:.4f}; unobserved transitions {}".format(
-                self.settings.get("transition_conflict_rate", float("nan")),
-                self.settings.get("label_conflict_rate", float("nan")),
-                self.settings.get("unobserved_transitions"),
+        if lstar:
+            lines.append(self._queries_line())
+        else:
+            lines.append(
+                "conflict rates: transitions {:.4f}, accept labels {:.4f}; unobserved "
+                "transitions {}".format(
+                    self.settings.get("transition_conflict_rate", float("nan")),
+                    self.settings.get("label_conflict_rate", float("nan")),
+                    self.settings.get("unobserved_transitions"),
+                )
             )
-        )
         lines += ["", self.dfa.table()]
         return "\n".join(lines)
+
+    def _queries_line(self) -> str:
+        shown = [repr(c) for c in (self.counterexamples or [])[:8]]
+        more = len(self.counterexamples or []) - len(shown)
+        return (
+            f"queries: {self.membership_queries} membership ({self.settings.get('rnn_unrolls')} "
+            f"batched unrolls), {self.equivalence_queries} equivalence; counterexamples: "
+            + (", ".join(shown) or "none")
+            + (f" and {more} more" if more > 0 else "")
+        )
 
     def figure(self) -> go.Figure:
         """Left: the extracted state graph. Right: fidelity and accuracy by string length."""
