@@ -149,7 +149,6 @@ class Partitioning:
         )
         self.n_parts += 1
 
-
     def _grid(self, a: np.ndarray, b: np.ndarray) -> None:
         """Replace the single part by a grid on the coordinates where ``a`` and ``b`` differ most
         (at most ``initial_split_depth``), cut at their midpoints; ``a`` keeps part 0."""
