@@ -38,6 +38,8 @@ _EXPORTS = {
     "output_statistics": "interp.rnn.hmm",
     "NoiseRNN": "interp.rnn.hmm_net",
     "train_hmm": "interp.rnn.hmm_net",
+    "NoiseDynamics": "interp.rnn.dynamics_result",
+    "analyze_noise_rnn": "interp.rnn.dynamics_analysis",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
