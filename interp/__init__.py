@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "HookedLM": "interp.models.hooked",
     "HookedModule": "interp.models.module",
+    "LanguageModel": "interp.models.protocol",
     "load_model": "interp.models.registry",
 }
 __all__ = [*sorted(_EXPORTS), "__version__"]

@@ -224,20 +224,15 @@ def test_nnsight_lazy_model_is_dispatched(natives, tokenizer, tmp_path):
 
 
 def test_unsupported_transformer_lens_architecture(tokenizer, tmp_path):
-    from transformers import OPTConfig, OPTForCausalLM
+    """A bridge whose Hugging Face class has no family row (Bloom: ALiBi) gets one clear line."""
+    from transformers import BloomConfig, BloomForCausalLM
 
-    config = OPTConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        ffn_dim=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        max_position_embeddings=32,
-        word_embed_proj_dim=16,
-    )
-    bridge = _boot_bridge(OPTForCausalLM(config).eval(), tokenizer, tmp_path)
+    from interp.errors import UnsupportedModelError
+
+    config = BloomConfig(vocab_size=len(tokenizer), hidden_size=16, n_layer=1, n_head=2)
+    bridge = _boot_bridge(BloomForCausalLM(config).eval(), tokenizer, tmp_path)
     with pytest.raises(
-        ValueError, match="unsupported TransformerLens architecture 'OPTForCausalLM'"
+        UnsupportedModelError, match="unsupported TransformerLens architecture 'BloomForCausalLM'"
     ):
         interp.load_model(bridge)
 

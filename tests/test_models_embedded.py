@@ -32,7 +32,7 @@ def test_embedded_model_shape(embedded):
         3,
         576,
     )
-    assert embedded.arch.family == "llama"
+    assert embedded.family.name == "llama"
     assert embedded.to_str_tokens(" cat", prepend_bos=False) == [" cat"]
 
 

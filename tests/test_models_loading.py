@@ -69,7 +69,7 @@ def test_unsupported_architecture_lists_supported(tokenizer):
             intermediate_size=64,
         )
     )
-    with pytest.raises(ValueError, match="unsupported architecture 'bert'; supported: .*llama"):
+    with pytest.raises(ValueError, match="unsupported architecture 'bert'; supported families: .*llama"):
         interp.load_model(model, tokenizer=tokenizer)
 
 
@@ -143,7 +143,7 @@ def test_on_a_gpu_a_run_reads_all_its_checks_at_once(tokenizer, monkeypatch, bad
     checks (finite q and k) are queued, then read with the activation and logits checks in one
     transfer when the run ends, not 2 x n_layers times during it; a bad layer is still named."""
     from interp._checks import raise_first_failure
-    from interp.kernels import api
+    from interp.kernels import api, problem
     from interp.models import hooked
 
     lm = _lm_with_nan(tokenizer, bad_weight)
@@ -157,7 +157,7 @@ def test_on_a_gpu_a_run_reads_all_its_checks_at_once(tokenizer, monkeypatch, bad
         raise AssertionError("a layer's checks were read before the run ended")
 
     monkeypatch.setattr(api, "defers_checks", lambda q: True)
-    monkeypatch.setattr(api, "raise_first_failure", read_mid_run)
+    monkeypatch.setattr(problem, "raise_first_failure", read_mid_run)
     monkeypatch.setattr(hooked, "raise_first_failure", counted)
     if bad_weight is None:
         _, cache = lm.run("w3 w4 w5", capture="blocks.0.hook_resid_post", attention_stats=True)

@@ -42,7 +42,6 @@ enormous confidence (SmolLM2: ~110 nats per token).
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -59,51 +58,41 @@ from interp.depth.raptor import (
     train_raptor,
 )
 from interp.depth.views import language_model_states
-from interp.models.hf_compat import cache_argument
-
-FAMILIES = ("llama", "mistral", "qwen2", "gemma")
+from interp.errors import InvalidArgumentError, UnsupportedModelError
+from interp.models.protocol import LanguageModel
 
 
 class LanguageRaptor(Raptor):
-    """Raptor over a HookedLM's decoder layers, with the model's rotary embedding and mask."""
+    """Raptor over a language model's decoder layers, with the model's rotary embedding and mask,
+    all read through the :class:`~interp.models.protocol.LanguageModel` protocol (so it runs on
+    every backend that exposes ``decoder_layers()``: native, nnsight, TransformerLens)."""
 
-    def __init__(self, lm: Any, spans: list[tuple[int, int]]) -> None:
-        family = lm.arch.family
-        if family not in FAMILIES:
-            raise ValueError(
-                f"Raptor for language models supports the Llama-style families {FAMILIES}; "
-                f"{lm.name} is {family!r}"
-            )
-        layers = list(lm.model.get_submodule(lm.arch.layers))
+    def __init__(self, lm: LanguageModel, spans: list[tuple[int, int]]) -> None:
+        layers = lm.decoder_layers()
         sliding = [
             i for i, layer in enumerate(layers) if _attention_type(layer) != "full_attention"
         ]
         if sliding:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"layers {sliding} of {lm.name} use sliding-window attention; Raptor for language "
                 "models needs full causal attention in every layer"
             )
+        probe = torch.zeros(1, 2, lm.d_model, device=lm.device, dtype=lm.dtype)
+        if lm.rotary_embedding(probe, torch.arange(2, device=lm.device)[None]) is None:
+            raise UnsupportedModelError(
+                f"Raptor for language models re-runs rotary decoder layers; {lm.name} has no "
+                "rotary embedding"
+            )
         super().__init__(layers, spans, lm.d_model)
-        base = lm.model.get_submodule(lm.arch.layers.rsplit(".", 1)[0])
-        self.rotary = copy.deepcopy(base.rotary_emb)
-        self.config = base.config
-        for module in self.modules():  # the copies must not report into the HookedLM's runs
+        self.lm = lm
+        for module in self.modules():  # the copies must not report into the model's runs
             module.__dict__.pop("_interp_probe", None)
 
     def context(self, x0: torch.Tensor) -> dict[str, Any]:
-        from transformers.masking_utils import create_causal_mask  # transformers loads lazily
-
         positions = torch.arange(x0.shape[1], device=x0.device)[None]
-        mask = create_causal_mask(
-            config=self.config,
-            inputs_embeds=x0,
-            attention_mask=None,
-            position_ids=positions,
-            **{cache_argument(create_causal_mask): None},
-        )
         return {
-            "position_embeddings": self.rotary(x0, positions),
-            "attention_mask": mask,
+            "position_embeddings": self.lm.rotary_embedding(x0, positions),
+            "attention_mask": self.lm.causal_mask(x0, positions),
             "position_ids": positions,
         }
 
@@ -224,7 +213,7 @@ def fit_language_raptor(
     states = rollout(raptor, reference[0], chunk=batch_size)
     scores = next_token_metrics(lm, held_out, reference[-1], states[-1], untrained)
     gap = scores["loss_uniform"] - scores["loss_original"]
-    layers = lm.model.get_submodule(lm.arch.layers)
+    layers = lm.decoder_layers()
     return RaptorFit(
         spans=[list(span) for span in spans],
         layer_error=standardized_error(states, reference[1:], scale).cpu(),
@@ -234,7 +223,7 @@ def fit_language_raptor(
         surrogate_accuracy=None,
         retrained_accuracy=None,
         recovery=(scores["loss_uniform"] - scores["loss_surrogate"]) / gap if gap > 0 else None,
-        n_params_original=sum(p.numel() for p in layers.parameters()),
+        n_params_original=sum(p.numel() for layer in layers for p in layer.parameters()),
         n_params_surrogate=sum(p.numel() for p in raptor.parameters()),
         source=str(lm.name),
         next_token=scores,

@@ -13,6 +13,9 @@ _EXPORTS = {
     "load_model": "interp.models.registry",
     "ActivationCache": "interp.models.hooks",
     "HookedLM": "interp.models.hooked",
+    "NativeLM": "interp.models.native",
+    "LanguageModel": "interp.models.protocol",
+    "FAMILIES": "interp.models.families",
     "HookedModule": "interp.models.module",
     "StatsRequest": "interp.models.attention",
 }

@@ -18,18 +18,26 @@ numerics), which the nnsight object shares.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+import warnings
 
 import nnsight
 import torch
 
-from interp.models.attention import RunPlan, StatsRequest, as_stats_request
+from interp.errors import InputTypeError, InvalidArgumentError
 from interp.models.hf_compat import cache_argument, first, returned_cache
-from interp.models.hooked import HookedLM, Inputs, _check_finite, check_logits_to_keep
-from interp.models.hooks import ActivationCache, resolve_hook_names, split_layer_name
+from interp.models.hooked import Forward
+from interp.models.hooks import split_layer_name
+from interp.models.native import NativeLM
 
 # Per-block captures in the order the forward pass reaches them.
-_BLOCK_ORDER = ("hook_resid_pre", "attn.hook_z", "hook_attn_out", "hook_mlp_out", "hook_resid_post")
+_BLOCK_ORDER = (
+    "hook_resid_pre",
+    "attn.hook_z",
+    "hook_attn_out",
+    "mlp.hook_router_logits",
+    "hook_mlp_out",
+    "hook_resid_post",
+)
 
 
 def _envoy(root: object, path: str) -> object:
@@ -39,8 +47,11 @@ def _envoy(root: object, path: str) -> object:
     return root
 
 
-class NNsightLM(HookedLM):
-    """HookedLM interface over an nnsight language model; ``envoy`` is the nnsight object."""
+class NNsightLM(NativeLM):
+    """The native backend's interface over an nnsight model (``TransformersModel`` or the
+    deprecated ``LanguageModel``); ``envoy`` is the nnsight object. Only the forward pass differs:
+    it runs inside nnsight's trace (``run(..., remote=True)`` executes it on NDIF; ``remote=
+    "local"`` serializes it and runs it here, nnsight's offline test of the remote path)."""
 
     backend = "nnsight"
 
@@ -53,112 +64,115 @@ class NNsightLM(HookedLM):
         if not isinstance(envoy, nnsight.Envoy) or not hasattr(
             getattr(module, "config", None), "model_type"
         ):
-            raise TypeError(
-                f"expected an nnsight LanguageModel/TransformersModel wrapping a Hugging Face causal LM, "
-                f"got {type(envoy).__name__}"
+            raise InputTypeError(
+                "expected an nnsight TransformersModel/LanguageModel wrapping a Hugging Face "
+                f"causal LM, got {type(envoy).__name__}"
             )
         tokenizer = tokenizer if tokenizer is not None else getattr(envoy, "tokenizer", None)
         if tokenizer is None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "this nnsight model has no tokenizer; pass one: load_model(model, tokenizer=tok)"
             )
         super().__init__(module, tokenizer, name=name)
         self.envoy = envoy
+        self.remote: bool | str = False
 
-    @torch.inference_mode()
-    def run(
-        self,
-        inputs: Inputs,
-        capture: str | list[str] | None = None,
-        attention_stats: StatsRequest | bool | None = None,
-        *,
-        attention_mask: torch.Tensor | None = None,
-        prepend_bos: bool = True,
-        past_key_values: object | None = None,
-        use_cache: bool = False,
-        logits_to_keep: int = 0,
-    ) -> tuple[torch.Tensor, ActivationCache]:
-        """Forward pass inside an nnsight trace; same contract as :meth:`HookedLM.run`."""
-        check_logits_to_keep(logits_to_keep)
-        tokens, attention_mask = self._as_tokens(inputs, attention_mask, prepend_bos)
-        past = past_key_values.get_seq_length() if past_key_values is not None else 0
-        self.check_length(past + tokens.shape[1])
-        names = resolve_hook_names(capture, self.hook_names)
-        stats = as_stats_request(attention_stats, self.device)
-        self._check_request(names, stats, tokens, past)
-        plan = RunPlan(stats=stats)
-        for name in names:
-            layer, hook = split_layer_name(name)
-            if layer is not None and hook.startswith("attn.hook_") and hook != "attn.hook_z":
-                plan.capture.setdefault(layer, set()).add(hook.split(".")[1])
-        batch = {"input_ids": tokens.to(self.device)}
-        if attention_mask is not None:
-            batch["attention_mask"] = attention_mask.to(self.device)
-        with ExitStack() as stack:
+    def run(self, *args, remote: bool | str = False, **kwargs):
+        """:meth:`HookedLM.run`; ``remote=True`` runs the trace on NDIF (nnsight's own API key
+        configuration), ``remote="local"`` through nnsight's local serialization round trip."""
+        if remote not in (False, True, "local"):
+            raise InvalidArgumentError(f"remote must be False, True or 'local', got {remote!r}")
+        self.remote = remote
+        try:
+            return super().run(*args, **kwargs)
+        finally:
+            self.remote = False
+
+    def _forward(self, request: Forward) -> tuple[torch.Tensor, object | None]:
+        plan = request.plan
+        batch = {"input_ids": request.tokens}
+        if request.attention_mask is not None:
+            batch["attention_mask"] = request.attention_mask
+        kv = request.past_key_values
+        if kv is not None:
+            # Newer transformers call the KV cache `cache` (`past_key_values` deprecated).
+            # nnsight knows only the old name when it adds a default mask, which would then
+            # cover the new tokens alone: pass the mask over cached + new tokens.
+            batch[cache_argument(self.model)] = kv
+            width = kv.get_seq_length() + request.tokens.shape[1]
+            ones = torch.ones(request.tokens.shape[0], width, dtype=torch.long)
+            batch.setdefault("attention_mask", ones.to(request.tokens.device))
+        if request.logits_to_keep:
+            batch["logits_to_keep"] = request.logits_to_keep
+        for probe in self._probes:
+            probe.plan = plan
+        try:
+            saved, output = self._trace(batch, set(request.names), use_cache=request.use_cache)
+        finally:
             for probe in self._probes:
-                probe.plan = plan
-                stack.callback(setattr, probe, "plan", None)
-            if past_key_values is not None:
-                # Newer transformers call the KV cache `cache` (`past_key_values` deprecated).
-                # nnsight knows only the old name when it adds a default mask, which would then
-                # cover the new tokens alone: pass the mask over cached + new tokens.
-                batch[cache_argument(self.model)] = past_key_values
-                width = past + tokens.shape[1]
-                ones = torch.ones(tokens.shape[0], width, dtype=torch.long, device=self.device)
-                batch.setdefault("attention_mask", ones)
-            if logits_to_keep:
-                batch["logits_to_keep"] = logits_to_keep
-            saved, output = self._trace(batch, set(names), use_cache=use_cache)
-        outputs = {**plan.outputs, **saved}
-        for name in names:
-            layer, suffix = split_layer_name(name)
-            if suffix == "hook_resid_mid":
-                outputs[name] = (
-                    saved[f"blocks.{layer}.hook_resid_pre"] + saved[f"blocks.{layer}.hook_attn_out"]
-                )
-            elif suffix == "attn.hook_z":
-                outputs[name] = saved[name].reshape(
-                    *saved[name].shape[:-1], self.n_heads, self.d_head
-                )
-        cache = ActivationCache({name: outputs[name] for name in names})
-        cache.attention_stats = plan.stats_out
-        cache.past_key_values = returned_cache(output) if use_cache else None
-        _check_finite(output.logits, cache, plan.stats_checks)
-        return output.logits, cache
+                probe.plan = None
+        plan.outputs.update(saved)
+        return output.logits, returned_cache(output) if request.use_cache else None
 
     def _trace(
         self, batch: dict, wanted: set[str], **kwargs
     ) -> tuple[dict[str, torch.Tensor], object]:
         """Run the model in an nnsight trace, saving the module boundaries ``wanted`` needs."""
-        arch, envoy = self.arch, self.envoy
+        family, envoy = self.family, self.envoy
         per_layer = [set() for _ in range(self.n_layers)]
         for name in wanted:
             layer, suffix = split_layer_name(name)
             if layer is not None:
                 per_layer[layer].add(suffix)
-                if suffix == "hook_resid_mid":
-                    per_layer[layer] |= {"hook_resid_pre", "hook_attn_out"}
         saved: dict[str, torch.Tensor] = {}
-        with envoy.trace(batch, **kwargs):
-            if "hook_embed" in wanted:
-                saved["hook_embed"] = nnsight.save(_envoy(envoy, arch.embed).output)
-            for layer, suffixes in enumerate(per_layer):
-                block = _envoy(envoy, f"{arch.layers}.{layer}")
-                for suffix in (s for s in _BLOCK_ORDER if s in suffixes):
-                    if suffix == "hook_resid_pre":
-                        value = block.input
-                    elif suffix == "attn.hook_z":
-                        value = _envoy(block, arch.o_proj).input
-                    elif suffix == "hook_attn_out":
-                        value = first(_envoy(block, arch.attn).output)
-                    elif suffix == "hook_mlp_out":
-                        value = first(_envoy(block, arch.mlp).output)
-                    else:
-                        value = first(block.output)
-                    saved[f"blocks.{layer}.{suffix}"] = nnsight.save(value)
-            if "ln_final.hook_normalized" in wanted:
-                saved["ln_final.hook_normalized"] = nnsight.save(
-                    _envoy(envoy, arch.ln_final).output
-                )
-            output = nnsight.save(envoy.output)
-        return saved, output
+        remote = {"remote": self.remote} if self.remote else {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            with envoy.trace(batch, **kwargs, **remote):
+                if "hook_embed" in wanted:
+                    saved["hook_embed"] = nnsight.save(_envoy(envoy, family.embed).output)
+                if "hook_pos_embed" in wanted:
+                    saved["hook_pos_embed"] = nnsight.save(_envoy(envoy, family.positions).output)
+                for layer, suffixes in enumerate(per_layer):
+                    block = _envoy(envoy, f"{family.layers}.{layer}")
+                    for suffix in (s for s in _BLOCK_ORDER if s in suffixes):
+                        saved[f"blocks.{layer}.{suffix}"] = nnsight.save(
+                            self._boundary(block, suffix)
+                        )
+                if "ln_final.hook_normalized" in wanted:
+                    saved["ln_final.hook_normalized"] = nnsight.save(
+                        _envoy(envoy, family.ln_final).output
+                    )
+                output = nnsight.save(envoy.output)
+        return self._scaled(saved), output
+
+    def _boundary(self, block: object, suffix: str) -> object:
+        """The traced value of one per-block hook (unscaled; see :meth:`_scaled`)."""
+        family = self.family
+        if suffix == "hook_resid_pre":
+            return block.input
+        if suffix == "attn.hook_z":
+            return _envoy(block, family.o_proj).input
+        if suffix == "hook_attn_out":
+            return first(_envoy(block, family.attn_out_norm or family.attn).output)
+        if suffix == "hook_mlp_out":
+            return first(_envoy(block, family.mlp_out_norm or family.mlp).output)
+        if suffix == "mlp.hook_router_logits":
+            return first(_envoy(block, family.router).output)
+        return first(block.output)
+
+    def _scaled(self, saved: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Apply the family's embedding and residual multipliers, as the native hooks do."""
+        from interp.models.families import scalar
+
+        embed = scalar(self.family.embed_multiplier, self.config)
+        residual = scalar(self.family.residual_multiplier, self.config)
+        out = {}
+        for name, value in saved.items():
+            value = first(value) if isinstance(value, tuple) else value
+            if name == "hook_embed" and embed is not None:
+                value = value * embed
+            elif name.endswith(("hook_attn_out", "hook_mlp_out")) and residual is not None:
+                value = value * residual
+            out[name] = value.detach()
+        return out

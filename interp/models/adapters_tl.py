@@ -18,7 +18,7 @@ not offered: TransformerLens' q/k hooks see only the new tokens' keys.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import math
 from collections.abc import Callable
 
@@ -26,37 +26,39 @@ import torch
 from torch import nn
 
 from interp._checks import Check
-from interp.models.architectures import ARCHITECTURES, Architecture
-from interp.models.attention import StatsRequest, as_stats_request, layer_stats
-from interp.models.hooked import HookedLM, Inputs, NormKind, _check_finite, check_logits_to_keep
-from interp.models.hooks import (
-    ActivationCache,
-    all_hook_names,
-    resolve_hook_names,
-    split_layer_name,
-)
+from interp.errors import InputTypeError, InvalidArgumentError, UnsupportedModelError
+from interp.models.attention import AttentionFeatures, StatsRequest, layer_stats
+from interp.models.families import FAMILIES, Family
+from interp.models.hooked import Forward, HookedLM
+from interp.models.hooks import all_hook_names, split_layer_name
+from interp.models.interventions import AblationMethod
+from interp.models.native import hf_causal_mask, hf_rotary_embedding
+from interp.models.protocol import NormKind
 from interp.models.weights import HeadWeights
 
-# The Hugging Face class a TransformerLens config names -> our family table row.
-TL_FAMILIES = {
-    "GPT2LMHeadModel": "gpt2",
-    "LlamaForCausalLM": "llama",
-    "MistralForCausalLM": "mistral",
-    "Qwen2ForCausalLM": "qwen2",
-    "GemmaForCausalLM": "gemma",
-    "GPTNeoXForCausalLM": "gpt_neox",
-}
+
+def tl_families() -> dict[str, str]:
+    """The Hugging Face causal-LM class a TransformerLens config names -> our family row, for
+    every row of :data:`FAMILIES` (derived from transformers' own auto-class table)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return {
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[name]: name
+        for name in FAMILIES
+        if name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    }
 
 
-def _tl_architecture(cfg: object) -> Architecture:
+def _tl_family(cfg: object) -> Family:
     source = getattr(cfg, "architecture", None) or getattr(cfg, "original_architecture", None)
-    if source not in TL_FAMILIES:
-        supported = ", ".join(sorted(TL_FAMILIES))
-        raise ValueError(
-            f"unsupported TransformerLens architecture {source!r}; the adapter supports {supported} "
-            "(for another causal LM, pass the Hugging Face model to interp.load_model instead)"
+    families = tl_families()
+    if source not in families:
+        raise UnsupportedModelError(
+            f"unsupported TransformerLens architecture {source!r}; the adapter supports "
+            f"{', '.join(sorted(families))} (for another causal LM, pass the Hugging Face model "
+            "to interp.load_model instead)"
         )
-    return ARCHITECTURES[TL_FAMILIES[source]]
+    return FAMILIES[families[source]]
 
 
 class TransformerLensLM(HookedLM):
@@ -73,19 +75,19 @@ class TransformerLensLM(HookedLM):
     ) -> None:
         cfg = getattr(model, "cfg", None)
         if cfg is None or not hasattr(model, "hooks"):
-            raise TypeError(
+            raise InputTypeError(
                 f"expected a TransformerLens TransformerBridge, got {type(model).__name__}"
             )
         tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
         if tokenizer is None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "this TransformerLens model has no tokenizer; pass one: load_model(model, tokenizer=tok)"
             )
-        self.arch = _tl_architecture(cfg)
+        self.family = _tl_family(cfg)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.config = cfg
-        self.name = name or getattr(cfg, "model_name", None) or self.arch.family
+        self.name = name or getattr(cfg, "model_name", None) or self.family.name
         self.n_layers: int = cfg.n_layers
         self.n_heads: int = cfg.n_heads
         self.n_kv_heads: int = getattr(cfg, "n_key_value_heads", None) or self.n_heads
@@ -94,9 +96,14 @@ class TransformerLensLM(HookedLM):
         self.d_vocab: int = cfg.d_vocab
         self.n_ctx: int = cfg.n_ctx
         self.hook_names = all_hook_names(self.n_layers)
+        self.parallel = bool(getattr(cfg, "parallel_attn_mlp", False))
         self._layers = model.blocks
         self._qk_source = self._find_qk_source()
         self._scales = [_attention_scale(block.attn, cfg, self.d_head) for block in model.blocks]
+        self._windows = [
+            getattr(getattr(block.attn, "original_component", None), "sliding_window", None)
+            for block in model.blocks
+        ]
 
     @property
     def device(self) -> torch.device:
@@ -107,56 +114,58 @@ class TransformerLensLM(HookedLM):
         return self.model.W_E.dtype
 
     # ----------------------------------------------------------------- running
-    @torch.inference_mode()
-    def run(
-        self,
-        inputs: Inputs,
-        capture: str | list[str] | None = None,
-        attention_stats: StatsRequest | bool | None = None,
-        *,
-        attention_mask: torch.Tensor | None = None,
-        prepend_bos: bool = True,
-        past_key_values: object | None = None,
-        use_cache: bool = False,
-        logits_to_keep: int = 0,
-    ) -> tuple[torch.Tensor, ActivationCache]:
-        """Forward pass capturing the requested hooks; same contract as :meth:`HookedLM.run`."""
-        check_logits_to_keep(logits_to_keep)
-        if past_key_values is not None or use_cache:
-            raise ValueError(
+    def _forward(self, request: Forward) -> tuple[torch.Tensor, object | None]:
+        """The forward pass through TransformerLens' hook points."""
+        if request.past_key_values is not None or request.use_cache:
+            raise InvalidArgumentError(
                 "KV-cache continuation is not available through the TransformerLens adapter; "
                 "load the Hugging Face model with interp.load_model for decoding with a cache"
             )
-        tokens, attention_mask = self._as_tokens(inputs, attention_mask, prepend_bos)
-        self.check_length(tokens.shape[1])
-        names = resolve_hook_names(capture, self.hook_names)
-        stats = as_stats_request(attention_stats, self.device)
-        self._check_request(names, stats, tokens, 0)
-        device = self.device
-        padding = attention_mask.to(device).bool() if attention_mask is not None else None
-        recorder = _Recorder(self, stats, padding)
-        hooks = recorder.hooks(names)
+        padding = request.plan.key_padding
+        recorder = _Recorder(self, request.plan.stats, padding)
+        recorder.outputs = request.plan.outputs
+        recorder.stats_out = request.plan.stats_out
+        recorder.stats_checks = request.plan.stats_checks
+        hooks = recorder.hooks(request.names)
         # An explicit all-ones mask keeps TransformerLens from guessing padding from pad ids.
-        mask = padding.long() if padding is not None else torch.ones_like(tokens, device=device)
-        with self.model.hooks(fwd_hooks=hooks):
-            logits = self.model(tokens.to(device), return_type="logits", attention_mask=mask)
-        if logits_to_keep:
-            logits = logits[:, -logits_to_keep:]
-        cache = ActivationCache({name: recorder.outputs[name] for name in names})
-        cache.attention_stats = recorder.stats_out
-        _check_finite(logits, cache, recorder.stats_checks)
-        return logits, cache
+        tokens = request.tokens
+        mask = padding.long() if padding is not None else torch.ones_like(tokens)
+        with self.model.hooks(fwd_hooks=hooks + self._ablation_hooks):
+            logits = self.model(tokens, return_type="logits", attention_mask=mask)
+        if request.logits_to_keep:
+            logits = logits[:, -request.logits_to_keep :]
+        return logits, None
 
-    def _check_request(
-        self, names: list[str], stats: StatsRequest | None, tokens: torch.Tensor, past: int
-    ) -> None:
-        if getattr(self.config, "parallel_attn_mlp", False) and any(
-            n.endswith("hook_resid_mid") for n in names
-        ):
-            raise KeyError(
-                f"{self.name} runs attention and MLP in parallel: hook_resid_mid does not exist"
+    _ablation_hooks: list = []
+
+    @contextlib.contextmanager
+    def _ablation(self, heads: dict[int, list[int]], method: AblationMethod):
+        """Ablations as TransformerLens hooks added to every run inside the block: ``"zero"``
+        on ``attn.hook_z``, ``"uniform"`` on the post-rotary query hook."""
+        added = []
+        for layer, chosen in heads.items():
+            name = f"blocks.{layer}.attn.hook_z" if method == "zero" else self._query_hook(layer)
+
+            def zero(tensor: torch.Tensor, hook: object, chosen=chosen) -> torch.Tensor:
+                tensor = tensor.clone()
+                tensor[:, :, chosen] = 0
+                return tensor
+
+            added.append((name, zero))
+        before = self._ablation_hooks
+        self._ablation_hooks = [*before, *added]
+        try:
+            yield
+        finally:
+            self._ablation_hooks = before
+
+    def _query_hook(self, layer: int) -> str:
+        if self._qk_source not in ("plain", "rot"):
+            raise UnsupportedModelError(
+                f"uniform ablation needs a post-rotary query hook, which this TransformerLens "
+                f"model ({self.family.name}) does not fire; use method='zero'"
             )
-        super()._check_request(names, stats, tokens, past)  # pattern size, sliding window
+        return self.tl_hook_name(f"blocks.{layer}.attn.hook_q")
 
     def tl_hook_name(self, name: str) -> str:
         """The TransformerLens hook point that carries our hook ``name`` (q/k: see ``_qk_source``).
@@ -195,8 +204,7 @@ class TransformerLensLM(HookedLM):
         return "unavailable"
 
     # ----------------------------------------------------------------- weights
-    @functools.cached_property
-    def _head_weights(self) -> HeadWeights:
+    def _read_head_weights(self) -> HeadWeights:
         model, groups = self.model, self.n_heads // self.n_kv_heads
         shapes = {
             "b_Q": (self.n_heads, self.d_head),
@@ -248,7 +256,7 @@ class TransformerLensLM(HookedLM):
         gets its offset); ones when TransformerLens folded it into the next weights."""
         weight = getattr(norm, "w", None)
         return (
-            weight.detach() + self.arch.norm_offset
+            weight.detach() + self.family.norm_offset
             if weight is not None
             else torch.ones(self.d_model, dtype=self.dtype, device=self.device)
         )
@@ -258,16 +266,47 @@ class TransformerLensLM(HookedLM):
         if kind == "final":
             module = self.model.ln_final
         elif kind in ("attn", "mlp"):
-            module = getattr(self._layer(layer), "ln1" if kind == "attn" else "ln2")
+            block = self._layers[self._layer_index(layer)]
+            module = getattr(block, "ln1" if kind == "attn" or self.parallel else "ln2")
         else:
-            raise ValueError(f"norm kind must be 'attn', 'mlp' or 'final', got {kind!r}")
+            raise InvalidArgumentError(f"norm kind must be 'attn', 'mlp' or 'final', got {kind!r}")
+        x = self._as_residual(x, "norm")
         with torch.inference_mode():
-            return module(x.to(self.device, self.dtype))
+            return module(x)
 
     def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """Apply layer ``layer``'s MLP (without its norm) to ``x [..., d_model]``."""
+        block = self._layers[self._layer_index(layer)]
+        x = self._as_residual(x, "mlp")
         with torch.inference_mode():
-            return self._layer(layer).mlp(x.to(self.device, self.dtype))
+            return block.mlp(x)
+
+    def attn_output(self, layer: int, z: torch.Tensor) -> torch.Tensor:
+        """What layer ``layer``'s attention adds to the residual: ``z @ W_O + b_O`` per head."""
+        self._layer_index(layer)
+        z = z.to(self.device, self.dtype)
+        return torch.einsum("...hd,hdm->...m", z, self.W_O[layer]) + self.b_O[layer]
+
+    # ----------------------------------------------------------------- the model's computation
+    @property
+    def _hf_model(self) -> nn.Module:
+        model = self.model.__dict__.get("original_model")
+        if model is None:
+            raise UnsupportedModelError(
+                "this TransformerBridge holds no Hugging Face model (original_model)"
+            )
+        return model
+
+    def decoder_layers(self) -> list[nn.Module]:
+        """The Hugging Face decoder layers the bridge wraps (for surrogates such as the LM
+        Raptor, which re-run layers outside a forward pass)."""
+        return list(self._hf_model.get_submodule(self.family.layers))
+
+    def rotary_embedding(self, x: torch.Tensor, positions: torch.Tensor) -> object:
+        return hf_rotary_embedding(self._hf_model, self.family, x, positions)
+
+    def causal_mask(self, x: torch.Tensor, positions: torch.Tensor) -> object:
+        return hf_causal_mask(self._hf_model.config, x, positions)
 
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
         """Final norm then unembedding: residual ``[..., d_model]`` -> logits ``[..., d_vocab]``."""
@@ -319,7 +358,7 @@ class _Recorder:
             self._stats_layers = set(layers if layers is not None else range(lm.n_layers))
             qk_layers |= self._stats_layers
         if qk_layers and lm._qk_source == "unavailable":
-            raise NotImplementedError(
+            raise UnsupportedModelError(
                 f"this TransformerLens model ({type(lm._layers[0].attn).__name__}) exposes no post-rotary "
                 "q/k hooks; for hook_q/hook_k and attention statistics load its Hugging Face model "
                 "with interp.load_model instead"
@@ -378,5 +417,11 @@ class _Recorder:
 
     def _compute(self, layer: int, qk: dict[str, torch.Tensor]) -> None:
         self.stats_out[layer] = layer_stats(
-            self.stats, qk["q"], qk["k"], self.lm._scales[layer], self.padding, self.stats_checks
+            self.stats,
+            qk["q"],
+            qk["k"],
+            self.lm._scales[layer],
+            self.padding,
+            self.stats_checks,
+            AttentionFeatures(window=self.lm._windows[layer]),
         )

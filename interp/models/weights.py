@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from interp.models.architectures import Architecture, get_submodule
+from interp.models.families import Family, get_submodule
 
 
 @dataclass(frozen=True)
@@ -44,46 +44,49 @@ def _split_heads(matrix: torch.Tensor, bias: torch.Tensor, heads: int, d_head: i
     return matrix.view(d_model, heads, d_head).permute(1, 0, 2), bias.view(heads, d_head)
 
 
-def _layer_qkv(layer: nn.Module, arch: Architecture, n_heads: int, n_kv: int, d_head: int):
-    if arch.qkv == "separate":
-        parts = [_linear(get_submodule(layer, p)) for p in (arch.q_proj, arch.k_proj, arch.v_proj)]
+def _layer_qkv(layer: nn.Module, family: Family, n_heads: int, n_kv: int, d_head: int):
+    """``[(W, b)] * 3`` for q, k, v of one layer: ``W [heads, d_model, d_head]`` (k/v: kv heads)."""
+    if family.qkv == "separate":
+        paths = (family.q_proj, family.k_proj, family.v_proj)
+        parts = [_linear(get_submodule(layer, p)) for p in paths]
         counts = (n_heads, n_kv, n_kv)
         return [_split_heads(m, b, c, d_head) for (m, b), c in zip(parts, counts, strict=True)]
-    matrix, bias = _linear(get_submodule(layer, arch.fused_qkv))
+    matrix, bias = _linear(get_submodule(layer, family.fused_qkv))
     d_model = matrix.shape[0]
-    if arch.qkv == "gpt2":
-        width = n_heads * d_head
+    if family.qkv == "stacked":  # [q heads | k heads | v heads]
+        sizes = [n_heads * d_head, n_kv * d_head, n_kv * d_head]
+        columns = matrix.split(sizes, dim=1)
+        biases = bias.split(sizes)
+        counts = (n_heads, n_kv, n_kv)
         return [
-            _split_heads(
-                matrix[:, i * width : (i + 1) * width],
-                bias[i * width : (i + 1) * width],
-                n_heads,
-                d_head,
-            )
-            for i in range(3)
+            _split_heads(m, b, c, d_head) for m, b, c in zip(columns, biases, counts, strict=True)
         ]
-    # neox: output features are laid out [head, (q, k, v), d_head]
-    blocks = matrix.view(d_model, n_heads, 3, d_head)
-    bias_blocks = bias.view(n_heads, 3, d_head)
-    return [(blocks[:, :, i].permute(1, 0, 2), bias_blocks[:, i]) for i in range(3)]
+    # grouped: [kv group, (its queries..., key, value), d_head]
+    per_group = n_heads // n_kv
+    blocks = matrix.view(d_model, n_kv, per_group + 2, d_head)
+    bias_blocks = bias.view(n_kv, per_group + 2, d_head)
+    q = blocks[:, :, :per_group].reshape(d_model, n_heads, d_head).permute(1, 0, 2)
+    bq = bias_blocks[:, :per_group].reshape(n_heads, d_head)
+    k, v = (blocks[:, :, i].permute(1, 0, 2) for i in (per_group, per_group + 1))
+    bk, bv = bias_blocks[:, per_group], bias_blocks[:, per_group + 1]
+    return [(q, bq), (k, bk), (v, bv)]
 
 
 def read_head_weights(
-    model: nn.Module, arch: Architecture, n_heads: int, n_kv_heads: int, d_head: int
+    layers: nn.ModuleList, family: Family, n_heads: int, n_kv_heads: int, d_head: int
 ) -> HeadWeights:
     """Stack every layer's per-head weights (GQA expanded) into TransformerLens-shaped tensors."""
-    layers = get_submodule(model, arch.layers)
     groups = n_heads // n_kv_heads
     per_layer: dict[str, list[torch.Tensor]] = {k: [] for k in HeadWeights.__dataclass_fields__}
     for layer in layers:
-        (wq, bq), (wk, bk), (wv, bv) = _layer_qkv(layer, arch, n_heads, n_kv_heads, d_head)
+        (wq, bq), (wk, bk), (wv, bv) = _layer_qkv(layer, family, n_heads, n_kv_heads, d_head)
         if groups > 1:
             wk, bk, wv, bv = (t.repeat_interleave(groups, dim=0) for t in (wk, bk, wv, bv))
-        wo, bo = _linear(get_submodule(layer, arch.o_proj))
+        wo, bo = _linear(get_submodule(layer, family.o_proj))
         per_layer["W_Q"].append(wq)
         per_layer["W_K"].append(wk)
         per_layer["W_V"].append(wv)
-        per_layer["W_O"].append(wo.view(n_heads, d_head, -1))
+        per_layer["W_O"].append(wo.reshape(n_heads, d_head, -1))
         per_layer["b_Q"].append(bq)
         per_layer["b_K"].append(bk)
         per_layer["b_V"].append(bv)

@@ -1,0 +1,327 @@
+"""The native backend: a Hugging Face causal LM wrapped in place, read through its family row.
+
+Forward hooks capture the residual stream, the attention and MLP outputs (as added to the
+residual: after a sandwich norm, times a residual multiplier), the per-head ``z`` (the output
+projection's input) and MoE router logits; interp's attention function (registered in
+transformers' attention interface) hands every layer's post-rotary q/k/v to the layer's probe,
+which computes fused attention statistics from the very tensors the softmax sees. The model's
+numbers are unchanged: the attention function delegates to the implementation the model was set
+to (SDPA, or the module's own eager code for eager models, e.g. with softcapping or sinks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
+
+import torch
+from torch import nn
+
+from interp.models.attention import AttentionProbe, register_attention_function
+from interp.models.families import Family, family_for, get_submodule, scalar
+from interp.models.hf_compat import cache_argument, first, returned_cache
+from interp.models.hooked import Forward, HookedLM
+from interp.models.hooks import all_hook_names, split_layer_name
+from interp.models.interventions import AblationMethod, probe_ablation
+from interp.models.protocol import NormKind
+from interp.models.weights import HeadWeights, read_head_weights
+
+Store = Callable[[str, torch.Tensor], None]
+
+
+def _kv_heads(config: object, family: Family) -> int:
+    if family.n_kv_heads is not None:
+        return family.n_kv_heads(config)
+    return getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+
+
+class NativeLM(HookedLM):
+    """A Hugging Face causal LM of a family in :data:`interp.models.families.FAMILIES`."""
+
+    backend = "native"
+
+    def __init__(self, model: nn.Module, tokenizer: object, *, name: str | None = None) -> None:
+        self.family: Family = family_for(model)
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        config = model.config
+        self.config = config
+        self.name = name or getattr(config, "_name_or_path", "") or config.model_type
+        self.n_layers: int = config.num_hidden_layers
+        self.n_heads: int = config.num_attention_heads
+        self.n_kv_heads: int = _kv_heads(config, self.family)
+        self.d_model: int = config.hidden_size
+        self.d_head: int = getattr(config, "head_dim", None) or self.d_model // self.n_heads
+        self.d_vocab: int = config.vocab_size
+        self.n_ctx: int = getattr(config, "max_position_embeddings", None) or config.n_positions
+        self.parallel = self.family.parallel(config)
+        self._layers = get_submodule(model, self.family.layers)
+        routed = [i for i, layer in enumerate(self._layers) if self._router(layer) is not None]
+        self.hook_names = all_hook_names(
+            self.n_layers,
+            positions=self.family.positions is not None,
+            router_layers=routed,
+        )
+        eager = getattr(config, "_attn_implementation", None) == "eager" or not getattr(
+            type(model), "_supports_sdpa", True
+        )
+        model.set_attn_implementation(register_attention_function(eager=eager))
+        self._probes = []
+        for index, layer in enumerate(self._layers):
+            attention = get_submodule(layer, self.family.attn)
+            # Re-use a probe an earlier wrapper of the same model installed: replacing it would
+            # leave that wrapper's runs looking at probes the model no longer calls.
+            probe = getattr(attention, "_interp_probe", None) or AttentionProbe(index)
+            attention._interp_probe = probe
+            self._probes.append(probe)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    # ----------------------------------------------------------------- forward
+    def _forward(self, request: Forward) -> tuple[torch.Tensor, object | None]:
+        kv = request.past_key_values
+        kv_cache = {} if kv is None else {cache_argument(self.model): kv}
+        keep = {"logits_to_keep": request.logits_to_keep} if request.logits_to_keep else {}
+        with ExitStack() as stack:
+            self._install(stack, request)
+            output = self.model(
+                input_ids=request.tokens,
+                attention_mask=request.attention_mask,
+                use_cache=request.use_cache,
+                **kv_cache,
+                **keep,
+            )
+        return output.logits, returned_cache(output) if request.use_cache else None
+
+    def _install(self, stack: ExitStack, request: Forward) -> None:
+        """Register exactly the hooks the request needs; ``stack`` removes them afterwards."""
+        outputs = request.plan.outputs
+
+        def store(name: str, value: torch.Tensor) -> None:
+            outputs[name] = value.detach()
+
+        for probe in self._probes:
+            probe.plan = request.plan
+            stack.callback(setattr, probe, "plan", None)
+        wanted = set(request.names)
+        family = self.family
+        if "hook_embed" in wanted:
+            factor = scalar(family.embed_multiplier, self.config)
+            self._hook_output(stack, self.model, family.embed, "hook_embed", store, factor)
+        if "hook_pos_embed" in wanted:
+            self._hook_output(stack, self.model, family.positions, "hook_pos_embed", store)
+        if "ln_final.hook_normalized" in wanted:
+            self._hook_output(stack, self.model, family.ln_final, "ln_final.hook_normalized", store)
+        by_layer: dict[int, set[str]] = {}
+        for name in request.names:
+            layer, suffix = split_layer_name(name)
+            if layer is not None:
+                by_layer.setdefault(layer, set()).add(suffix)
+        for layer, suffixes in by_layer.items():
+            self._install_layer(stack, layer, suffixes, store)
+
+    @staticmethod
+    def _hook_output(
+        stack: ExitStack,
+        root: nn.Module,
+        path: str,
+        name: str,
+        store: Store,
+        factor: float | None = None,
+    ) -> None:
+        def hook(module, inputs, output):
+            value = first(output)
+            store(name, value * factor if factor is not None else value)
+
+        stack.callback(get_submodule(root, path).register_forward_hook(hook).remove)
+
+    def _install_layer(self, stack: ExitStack, layer: int, suffixes: set[str], store) -> None:
+        block, family, prefix = self._layers[layer], self.family, f"blocks.{layer}."
+        residual = scalar(family.residual_multiplier, self.config)
+        if "hook_resid_pre" in suffixes:
+
+            def pre(module, args, kwargs):
+                store(prefix + "hook_resid_pre", args[0] if args else kwargs["hidden_states"])
+
+            stack.callback(block.register_forward_pre_hook(pre, with_kwargs=True).remove)
+        if "hook_attn_out" in suffixes:
+            path = family.attn_out_norm or family.attn
+            self._hook_output(stack, block, path, prefix + "hook_attn_out", store, residual)
+        if "hook_mlp_out" in suffixes:
+            path = family.mlp_out_norm or family.mlp
+            self._hook_output(stack, block, path, prefix + "hook_mlp_out", store, residual)
+        if "hook_resid_post" in suffixes:
+            self._hook_output(stack, self._layers, str(layer), prefix + "hook_resid_post", store)
+        if "mlp.hook_router_logits" in suffixes:
+            self._hook_output(stack, block, family.router, prefix + "mlp.hook_router_logits", store)
+        if "attn.hook_z" in suffixes:
+
+            def z(module, args, kwargs):
+                store(prefix + "attn.hook_z", args[0] if args else kwargs["input"])
+
+            o_proj = get_submodule(block, family.o_proj)
+            stack.callback(o_proj.register_forward_pre_hook(z, with_kwargs=True).remove)
+
+    def _ablation(
+        self, heads: dict[int, list[int]], method: AblationMethod
+    ) -> AbstractContextManager[None]:
+        o_projs = [get_submodule(layer, self.family.o_proj) for layer in self._layers]
+        return probe_ablation(self._probes, o_projs, heads, method, self.n_heads)
+
+    # ----------------------------------------------------------------- weights
+    def _read_head_weights(self) -> HeadWeights:
+        return read_head_weights(
+            self._layers, self.family, self.n_heads, self.n_kv_heads, self.d_head
+        )
+
+    @property
+    def W_E(self) -> torch.Tensor:
+        """Token embedding ``[d_vocab, d_model]`` (raw weights; see ``embedding_scale``)."""
+        return get_submodule(self.model, self.family.embed).weight.detach()
+
+    @property
+    def embedding_scale(self) -> float:
+        """Factor between ``W_E`` rows and what enters the residual stream: an embedding module
+        that scales its output (Gemma: sqrt(d_model)) times the model's embedding multiplier
+        (Granite)."""
+        embed = get_submodule(self.model, self.family.embed)
+        inside = float(getattr(embed, "scalar_embed_scale", 1.0))
+        return inside * (scalar(self.family.embed_multiplier, self.config) or 1.0)
+
+    @property
+    def W_U(self) -> torch.Tensor:
+        """Unembedding ``[d_model, d_vocab]`` (before the family's logit multiplier/softcap)."""
+        return get_submodule(self.model, self.family.unembed).weight.detach().T
+
+    @property
+    def b_U(self) -> torch.Tensor:
+        bias = getattr(get_submodule(self.model, self.family.unembed), "bias", None)
+        return (
+            bias.detach()
+            if bias is not None
+            else torch.zeros(self.d_vocab, dtype=self.dtype, device=self.device)
+        )
+
+    def _norm_module(self, layer: int | None, kind: NormKind) -> nn.Module | None:
+        if kind == "final":
+            return get_submodule(self.model, self.family.ln_final)
+        if kind not in ("attn", "mlp"):
+            raise ValueError(f"norm kind must be 'attn', 'mlp' or 'final', got {kind!r}")
+        path = self.family.ln_attn if kind == "attn" else self.family.ln_mlp
+        block = self._layers[self._layer_index(layer)]
+        return get_submodule(block, path) if path is not None else None
+
+    def norm_weights(self) -> dict[str, torch.Tensor]:
+        """Effective norm scales ``g`` (the norm computes ``normalize(x) * g (+ b)``):
+        ``ln_attn``/``ln_mlp`` ``[layers, d_model]`` and ``ln_final`` ``[d_model]``.
+
+        This is the factor applied, not always the stored parameter: Gemma stores ``w`` and
+        scales by ``1 + w`` (``Family.norm_offset``). Ones where a norm has no weight (OLMo's
+        parameter-free LayerNorm) or a sublayer reads the raw residual (OLMo-2).
+        """
+
+        def scale(module: nn.Module | None) -> torch.Tensor:
+            weight = getattr(module, "weight", None)
+            if weight is None:
+                return torch.ones(self.d_model, dtype=self.dtype, device=self.device)
+            return weight.detach() + self.family.norm_offset
+
+        layers = range(self.n_layers)
+        return {
+            "ln_attn": torch.stack([scale(self._norm_module(i, "attn")) for i in layers]),
+            "ln_mlp": torch.stack([scale(self._norm_module(i, "mlp")) for i in layers]),
+            "ln_final": scale(self._norm_module(None, "final")),
+        }
+
+    def norm(self, layer: int | None, kind: NormKind, x: torch.Tensor) -> torch.Tensor:
+        """Apply the model's own norm: ``"attn"``/``"mlp"`` of ``layer``, or ``"final"``
+        (identity where the sublayer reads the raw residual, as in OLMo-2)."""
+        module = self._norm_module(layer, kind)
+        x = self._as_residual(x, "norm")
+        with torch.inference_mode():
+            return module(x) if module is not None else x
+
+    def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """Apply layer ``layer``'s MLP (without its input norm) to ``x [..., d_model]``; MoE
+        layers run the router and the experts. Returns the MLP's output before any output norm."""
+        block = self._layers[self._layer_index(layer)]
+        x = self._as_residual(x, "mlp")
+        with torch.inference_mode():
+            if self.family.mlp_fn is not None:
+                return self.family.mlp_fn(block, x)
+            return first(get_submodule(block, self.family.mlp)(x))
+
+    def attn_output(self, layer: int, z: torch.Tensor) -> torch.Tensor:
+        """What layer ``layer``'s attention adds to the residual stream, from its per-head ``z
+        [..., heads, d_head]``: the output projection, then the family's output norm (Gemma-2/3,
+        OLMo-2) and residual multiplier (Granite)."""
+        block = self._layers[self._layer_index(layer)]
+        with torch.inference_mode():
+            flat = z.to(self.device, self.dtype).flatten(-2)
+            out = get_submodule(block, self.family.o_proj)(flat)
+            if self.family.attn_out_norm is not None:
+                out = get_submodule(block, self.family.attn_out_norm)(out)
+            return out * (scalar(self.family.residual_multiplier, self.config) or 1.0)
+
+    def unembed(self, x: torch.Tensor) -> torch.Tensor:
+        """Final norm, unembedding, then the family's logit multiplier and final softcap:
+        residual ``[..., d_model]`` -> logits ``[..., d_vocab]``."""
+        normed = self.norm(None, "final", x)
+        with torch.inference_mode():
+            logits = get_submodule(self.model, self.family.unembed)(normed)
+            multiplier = scalar(self.family.logit_multiplier, self.config)
+            if multiplier is not None:
+                logits = logits * multiplier
+            cap = scalar(self.family.final_softcap, self.config)
+            if cap is not None:
+                logits = torch.tanh(logits / cap) * cap
+            return logits
+
+    # ----------------------------------------------------------------- the model's computation
+    def decoder_layers(self) -> list[nn.Module]:
+        """The Hugging Face decoder layers: ``layer(hidden, **causal_context(...))``."""
+        return list(self._layers)
+
+    def rotary_embedding(self, x: torch.Tensor, positions: torch.Tensor) -> object:
+        """The model's rotary ``(cos, sin)`` for ``positions`` (None for models without rotary)."""
+        return hf_rotary_embedding(self.model, self.family, x, positions)
+
+    def causal_mask(self, x: torch.Tensor, positions: torch.Tensor) -> object:
+        """The mask the model's layers expect for an unpadded causal input ``x [B, T, d]``."""
+        return hf_causal_mask(self.model.config, x, positions)
+
+    def _router(self, layer: nn.Module) -> nn.Module | None:
+        if self.family.router is None:
+            return None
+        try:
+            return layer.get_submodule(self.family.router)
+        except AttributeError:  # a dense layer of an MoE model
+            return None
+
+
+def hf_rotary_embedding(
+    model: nn.Module, family: Family, x: torch.Tensor, positions: torch.Tensor
+) -> object:
+    """A Hugging Face model's rotary ``(cos, sin)`` for ``positions`` (None without rotary)."""
+    base = get_submodule(model, family.layers.rsplit(".", 1)[0])
+    rotary = getattr(base, "rotary_emb", None)
+    return rotary(x, positions) if rotary is not None else None
+
+
+def hf_causal_mask(config: object, x: torch.Tensor, positions: torch.Tensor) -> object:
+    """The mask a Hugging Face model's layers expect for an unpadded causal input ``x``."""
+    from transformers.masking_utils import create_causal_mask
+
+    return create_causal_mask(
+        config=config,
+        inputs_embeds=x,
+        attention_mask=None,
+        position_ids=positions,
+        **{cache_argument(create_causal_mask): None},
+    )
