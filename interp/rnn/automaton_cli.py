@@ -1,12 +1,26 @@
-"""The ``interp automaton`` command: extract the DFA a recurrent net implements on a grammar task."""
+"""The ``interp automaton`` command: extract the DFA a recurrent net implements on a grammar task.
+
+Every option (ranges by typer's ``min=``, choices and the L* limits by callbacks and
+:class:`~interp.rnn.lstar.LStarOptions`) and every output location is checked before a net is
+loaded or trained, so a mistake costs a fraction of a second and prints one line.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from interp.rnn.extraction_result import Extraction
+from interp.cli_errors import choice, positive_finite, user_errors
+from interp.outputs import check_output, write_or_keep
+
+if TYPE_CHECKING:
+    from interp.rnn.extraction_result import Extraction
+
+METHODS = ("kmeans", "centroids", "lstar")
+EQUIVALENCE = ("abstraction", "pac")
+GRAMMARS = tuple(f"tomita{i}" for i in range(1, 8)) + ("parens",)
 
 
 def write_report(
@@ -19,11 +33,26 @@ def write_report(
     report.heading("Summary")
     report.preformatted(extraction.table())
     report.figure(extraction.figure())
-    report.heading("Choice of k (validation fidelity of the minimized DFA)")
-    report.table(
-        ["k", "validation fidelity"],
-        list(zip(extraction.search_k.tolist(), extraction.search_fidelity.tolist(), strict=True)),
-    )
+    if extraction.settings.get("method") == "lstar":
+        report.heading("L*: counterexamples in the order the teacher returned them")
+        sizes = extraction.settings.get("hypothesis_sizes", [])
+        report.table(
+            ["equivalence query", "hypothesis states", "counterexample"],
+            [
+                [i + 1, size, repr(ce) if ce is not None else "(accepted)"]
+                for i, (size, ce) in enumerate(
+                    zip(sizes, [*(extraction.counterexamples or []), None], strict=False)
+                )
+            ],
+        )
+    else:
+        report.heading("Choice of k (validation fidelity of the minimized DFA)")
+        report.table(
+            ["k", "validation fidelity"],
+            list(
+                zip(extraction.search_k.tolist(), extraction.search_fidelity.tolist(), strict=True)
+            ),
+        )
     target = extraction.target
     if target is not None:
         report.heading("Ground truth (minimized)")
@@ -43,6 +72,65 @@ def default_report_path(task: str, directory: Path = Path()) -> tuple[Path, bool
     return path, number > 1
 
 
+def _check_options(
+    method: str, clusters: int | None, max_states: int, time_limit: float, epsilon: float,
+    delta: float, equivalence: str,
+) -> None:  # fmt: skip
+    """Refuse option combinations before any work (ranges are typer's)."""
+    if clusters is not None and method != "kmeans":
+        raise typer.BadParameter(
+            "--clusters applies to --method kmeans only", param_hint="--clusters"
+        )
+    if method == "lstar":
+        from interp.rnn.lstar import LStarOptions
+
+        with user_errors():
+            LStarOptions(
+                equivalence=equivalence, max_states=max_states, time_limit=time_limit,
+                epsilon=epsilon, delta=delta,
+            )  # fmt: skip
+
+
+def _load_or_train(task: str | None, model: Path | None, kind: str, hidden: int, seed: int,
+                   save_model: Path | None, overwrite: bool):  # fmt: skip
+    """The net and its grammar task: from a saved run, or trained here."""
+    from interp.rnn.grammars import GrammarTask, grammar_task
+
+    if model is not None:
+        from interp.rnn.cli import check_run_files
+        from interp.rnn.training import load_run
+
+        check_run_files(model)
+        with user_errors(ValueError, FileNotFoundError):  # load_run's own checks, untyped
+            net, run_task, _ = load_run(model)
+        if not isinstance(run_task, GrammarTask):
+            raise typer.BadParameter(
+                f"the run in {model} was trained on {run_task.name!r}, not a grammar task",
+                param_hint="--model",
+            )
+        if task is not None and task != run_task.name:
+            raise typer.BadParameter(
+                f"--task {task} but the run in {model} was trained on {run_task.name}",
+                param_hint="--task",
+            )
+        return net, run_task
+    from interp.rnn.grammar_training import train_grammar_net
+
+    typer.echo(f"training a {kind} (hidden {hidden}) on {task} ...")
+    with user_errors(ValueError):  # an unknown net kind
+        net, grammar, result = train_grammar_net(
+            grammar_task(task), kind=kind, hidden_size=hidden, seed=seed
+        )
+    typer.echo(f"trained: test accuracy {result.final_accuracy:.4f}")
+    if save_model is not None:
+        from interp.rnn.training import save_run
+
+        write_or_keep(
+            save_model, lambda path: save_run(path, net, grammar, result, overwrite=overwrite)
+        )
+    return net, grammar
+
+
 def register(app: typer.Typer) -> None:
     """Add ``automaton`` to the main `interp` app."""
 
@@ -50,11 +138,14 @@ def register(app: typer.Typer) -> None:
     def automaton(
         task: str = typer.Option(
             None,
-            help="Grammar task: tomita1..tomita7 or parens. Optional with --model (taken from the run).",
+            help="Grammar task: tomita1..tomita7 or parens. Optional with --model (taken from "
+            "the run).",
+            callback=choice(*GRAMMARS),
         ),
         model: Path = typer.Option(
             None,
-            help="A saved run folder (from `interp train` / save_run). Without it a small net is trained first.",
+            help="A saved run folder (from `interp train` / save_run). Without it a small net is "
+            "trained first.",
         ),
         out: Path = typer.Option(
             None,
@@ -71,87 +162,66 @@ def register(app: typer.Typer) -> None:
         kind: str = typer.Option(
             "gru", help="Net kind to train when no --model is given (e.g. gru, lstm)."
         ),
-        hidden: int = typer.Option(10, help="Hidden size of the trained net."),
+        hidden: int = typer.Option(10, min=1, help="Hidden size of the trained net."),
         method: str = typer.Option(
             "kmeans",
-            help="kmeans (any RNN) or centroids (state_regularized nets: argmax of the attention).",
+            help="kmeans (any RNN), centroids (state_regularized nets: argmax of the attention) "
+            "or lstar (Angluin's L* with the net answering the queries).",
+            callback=choice(*METHODS),
         ),
         clusters: int = typer.Option(
-            None, help="Fix the number of k-means clusters instead of searching for it."
+            None, min=1, help="Fix the number of k-means clusters instead of searching for it."
         ),
-        max_clusters: int = typer.Option(20, help="Largest k tried by the search."),
+        max_clusters: int = typer.Option(
+            20, min=2, help="Largest k tried by the search (from k = 2)."
+        ),
+        equivalence: str = typer.Option(
+            "abstraction",
+            help="lstar: equivalence oracle, abstraction (Weiss et al. 2018) or pac (sampling).",
+            callback=choice(*EQUIVALENCE),
+        ),
+        max_states: int = typer.Option(200, min=1, help="lstar: stop past this many states."),
+        time_limit: float = typer.Option(
+            60.0, help="lstar: stop after this many seconds.", callback=positive_finite
+        ),
+        epsilon: float = typer.Option(0.01, help="lstar --equivalence pac: error ε in (0, 1)."),
+        delta: float = typer.Option(0.01, help="lstar --equivalence pac: confidence δ in (0, 1)."),
         seed: int = typer.Option(0, help="Seed for training, string samples and k-means."),
         overwrite: bool = typer.Option(
-            False, help="Replace existing --out/--save/--save-model paths."
+            False, help="Replace --out/--save/--save-model outputs that interp wrote."
         ),
     ) -> None:
         """Extract the finite automaton a recurrent net implements on a grammar task.
 
-        Collects the net's states after every prefix of many strings, clusters them, builds the majority-vote transition graph and minimizes it; then prints the transition table with its fidelity to the net, its accuracy and whether it is exactly equivalent to the grammar's true automaton (with a shortest counterexample if not).
+        kmeans: collects the net's states after every prefix of many strings, clusters them, builds the majority-vote transition graph and minimizes it. lstar: learns the automaton with Angluin's L*, the net answering membership queries and an abstraction of its state space answering equivalence queries. Then prints the transition table with its fidelity to the net, its accuracy and whether it is exactly equivalent to the grammar's true automaton (with a shortest counterexample if not).
 
-        Example: interp automaton --task tomita4   (writes automaton_tomita4.html)
+        Example: interp automaton --task tomita4 --method lstar   (writes automaton_tomita4.html)
         """
-        from interp.rnn.extraction import extract_automaton
-        from interp.rnn.grammars import GrammarTask, grammar_task
-
+        if model is None and task is None:
+            raise typer.BadParameter("give --task (tomita1..tomita7, parens) or --model")
+        _check_options(method, clusters, max_states, time_limit, epsilon, delta, equivalence)
         for path in (out, save, save_model):
-            if path is not None and path.exists() and not overwrite:
-                raise typer.BadParameter(
-                    f"{path} already exists; pass --overwrite or choose another path"
-                )
-        if model is not None:
-            from interp.rnn.training import load_run
+            if path is not None:
+                check_output(path, overwrite=overwrite)
+        net, grammar = _load_or_train(task, model, kind, hidden, seed, save_model, overwrite)
+        from interp.rnn.extraction import extract_automaton
 
-            try:
-                net, run_task, _ = load_run(model)
-            except FileNotFoundError as error:
-                raise typer.BadParameter(str(error), param_hint="--model") from error
-            if not isinstance(run_task, GrammarTask):
-                raise typer.BadParameter(
-                    f"the run in {model} was trained on {run_task.name!r}, not a grammar task"
-                )
-            if task is not None and task != run_task.name:
-                raise typer.BadParameter(
-                    f"--task {task} but the run in {model} was trained on {run_task.name}"
-                )
-            grammar = run_task
-        else:
-            if task is None:
-                raise typer.BadParameter("give --task (tomita1..tomita7, parens) or --model")
-            from interp.rnn.grammar_training import train_grammar_net
-
-            try:
-                base = grammar_task(task)
-            except ValueError as error:
-                raise typer.BadParameter(str(error)) from error
-            typer.echo(f"training a {kind} (hidden {hidden}) on {task} ...")
-            net, grammar, result = train_grammar_net(base, kind=kind, hidden_size=hidden, seed=seed)
-            typer.echo(f"trained: test accuracy {result.final_accuracy:.4f}")
-            if save_model is not None:
-                from interp.rnn.training import save_run
-
-                save_run(save_model, net, grammar, result, overwrite=overwrite)
-        try:
-            extraction = extract_automaton(
-                net,
-                grammar,
-                method=method,
-                n_clusters=clusters,
-                max_clusters=max_clusters,
-                seed=seed,
-            )
-        except (ValueError, TypeError) as error:
-            raise typer.BadParameter(str(error)) from error
+        extraction = extract_automaton(
+            net, grammar, method=method, n_clusters=clusters, max_clusters=max_clusters,
+            seed=seed, equivalence=equivalence, max_states=max_states, time_limit=time_limit,
+            epsilon=epsilon, delta=delta,
+        )  # fmt: skip
         typer.echo(extraction.table())
         if save is not None:
-            extraction.save(save, overwrite=overwrite)
+            write_or_keep(save, lambda path: extraction.save(path, overwrite=overwrite))
             typer.echo(f"saved the extraction to {save}")
         if report:
             if out is None:
                 out, renamed = default_report_path(grammar.name)
                 if renamed:
                     typer.echo(f"automaton_{grammar.name}.html exists; writing {out} instead")
-            write_report(
-                extraction, out, title=f"Automaton extracted on {grammar.name}", overwrite=overwrite
+            title = f"Automaton extracted on {grammar.name}"
+            write_or_keep(
+                out, lambda path: write_report(extraction, path, title=title, overwrite=overwrite)
             )
             typer.echo(f"wrote the report to {out}")
