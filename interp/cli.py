@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import importlib
 
-import click
 import typer
 
 from interp.cli_errors import CommandGroup
@@ -32,15 +31,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 class _LazyCommands(CommandGroup):
     """Loads a command's module the first time the command is looked up."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx, cmd_name: str):
         return _load(cmd_name) if cmd_name in COMMANDS else None
 
 
 @functools.cache
-def _load(name: str) -> click.Command:
+def _load(name: str):
     module, attribute = COMMANDS[name]
     target = getattr(importlib.import_module(module), attribute)
     holder = typer.Typer(rich_markup_mode=app.rich_markup_mode)

@@ -16,11 +16,13 @@ import math
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
-import click
 import typer
 from typer.core import TyperGroup
 
 from interp.errors import InterpError
+
+# The usage-error base class of the click that typer runs on (typer 0.29 ships its own copy).
+UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
 def message(error: BaseException) -> str:
@@ -59,18 +61,27 @@ def user_errors(*legacy: type[BaseException]) -> Iterator[None]:
 class CommandGroup(TyperGroup):
     """The `interp` group: applies the error rule above to every subcommand."""
 
-    def invoke(self, ctx: click.Context) -> object:
+    def invoke(self, ctx) -> object:
         try:
             return super().invoke(ctx)
-        except click.UsageError as error:  # a bad option value, an unknown option
-            hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx is not None else ""
-            fail(error.format_message().rstrip(".") + hint, code=2)
+        except UsageError as error:  # a bad option value, an unknown option
+            fail(usage_line(error), code=2)
         except InterpError as error:
             fail(message(error))
         except OSError as error:
             if error.filename is None:
                 raise
             fail(os_error_line(error))
+
+
+def usage_line(error: Exception) -> str:
+    """click's message for a bad option, with the value it got and where the help is."""
+    text = error.format_message().rstrip(".")
+    details = getattr(error.__cause__, "errors", None)  # typer's pydantic range check
+    if callable(details) and "Input should be" in text:
+        text = text.replace("Input should be", f"got {details()[0]['input']}, should be")
+    ctx = getattr(error, "ctx", None)
+    return text + (f" (see `{ctx.command_path} --help`)" if ctx is not None else "")
 
 
 # Option callbacks (typer's min=/max= cover plain ranges).

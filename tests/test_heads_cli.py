@@ -47,7 +47,7 @@ def test_heads_on_a_word_tokenizer_skips_successor_and_finds_the_copy_head(runne
     assert again.exit_code != 0 and "--overwrite" in again.output
     other = tmp_path / "other.html"
     again = runner.invoke(app, [*[str(other) if a == str(out) else a for a in args]])
-    assert again.exit_code != 0 and f"{saved / 'induction'} exists" in again.output
+    assert again.exit_code != 0 and f"{saved / 'induction'} already exists" in again.output
     assert "needle tests" not in again.output and not other.exists()
 
 

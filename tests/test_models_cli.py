@@ -80,7 +80,15 @@ def test_capture_saves_the_hooks_as_safetensors(runner, folder, tokenizer, tmp_p
 )
 def test_capture_errors_are_one_line(runner, folder, tmp_path, extra, message):
     path, _ = folder
-    args = ["capture", "--model", str(path), "--text", TEXT, "--out", str(tmp_path / "x.st")]
+    args = [
+        "capture",
+        "--model",
+        str(path),
+        "--text",
+        TEXT,
+        "--out",
+        str(tmp_path / "x.safetensors"),
+    ]
     result = runner.invoke(app, args + extra)  # a repeated option: the last --model/--text wins
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit)  # no traceback: an orderly exit
@@ -91,4 +99,4 @@ def test_capture_errors_are_one_line(runner, folder, tmp_path, extra, message):
         and [line for line in lines if "error" in line] == lines[-1:]
     )
     assert lines[-1].startswith("error: ") and message in lines[-1], lines
-    assert not (tmp_path / "x.st").exists()
+    assert not (tmp_path / "x.safetensors").exists()

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-
-def _parse_options(options: list[str]) -> dict[str, object]:
-    parsed: dict[str, object] = {}
-    for item in options:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(
-                f"task options look like key=value (e.g. bits=3), got {item!r}"
-            )
-        try:
-            parsed[key] = json.loads(value)
-        except json.JSONDecodeError:
-            parsed[key] = value
-    return parsed
+from interp.cli_errors import choice, non_negative_finite, positive_finite, user_errors
+from interp.outputs import check_output, write_or_keep
+from interp.rnn.cli import NETS, make_task_checked, parse_options
 
 
 def degeneracy_command(
@@ -29,21 +17,27 @@ def degeneracy_command(
         help="Task to train on: flipflop, sine, delayed_discrimination, path_integration, parity, dms.",
     ),
     n_models: int = typer.Option(
-        16, help="Number of networks in the ensemble (each with its own init and data seed)."
+        16, min=2, help="Number of networks in the ensemble (each with its own init and data seed)."
     ),
     out: Path = typer.Option(..., help="HTML report to write (distance heatmaps, MDS, tables)."),
-    net: str = typer.Option("rnn_tanh", help="Network kind: rnn_tanh, rnn_relu, gru, lstm, leaky."),
-    hidden: int = typer.Option(32, help="Hidden units per network."),
-    steps: int = typer.Option(
-        500, help="Training steps (all networks train together, one batch each per step)."
+    net: str = typer.Option(
+        "rnn_tanh", help=f"Network kind: {', '.join(NETS)}.", callback=choice(*NETS)
     ),
-    batch_size: int = typer.Option(32, help="Sequences per training batch, per network."),
-    lr: float = typer.Option(1e-2, help="AdamW learning rate."),
+    hidden: int = typer.Option(32, min=1, help="Hidden units per network."),
+    steps: int = typer.Option(
+        500, min=1, help="Training steps (all networks train together, one batch each per step)."
+    ),
+    batch_size: int = typer.Option(32, min=1, help="Sequences per training batch, per network."),
+    lr: float = typer.Option(1e-2, help="AdamW learning rate.", callback=positive_finite),
     weight_decay: float = typer.Option(
-        0.0, help="AdamW decoupled weight decay (a regularizer that lowers degeneracy)."
+        0.0,
+        help="AdamW decoupled weight decay (a regularizer that lowers degeneracy).",
+        callback=non_negative_finite,
     ),
     activity_penalty: float = typer.Option(
-        0.0, help="Coefficient of the mean squared hidden activity added to the loss."
+        0.0,
+        help="Coefficient of the mean squared hidden activity added to the loss.",
+        callback=non_negative_finite,
     ),
     seed: int = typer.Option(
         0, help="Network i uses init seed seed+i (its data seed is derived from it)."
@@ -52,21 +46,25 @@ def degeneracy_command(
         [], "--option", "-o", help="Task option key=value, repeatable (e.g. -o bits=3 -o steps=32)."
     ),
     eval_trials: int = typer.Option(
-        64, help="Held-out sequences shared by every network, on which the metrics are measured."
+        64,
+        min=1,
+        help="Held-out sequences shared by every network, on which the metrics are measured.",
     ),
     dsa_iters: int = typer.Option(
         300,
+        min=1,
         help="Adam steps of the DSA Procrustes optimization per start (fewer: faster, rougher).",
     ),
     dsa_restarts: int = typer.Option(
         8,
+        min=0,
         help="DSA starts from the spectral relaxation, on top of the identity, a reflection and "
         "the spectral start (0: those three only; faster, may miss the optimum).",
     ),
     save_ensemble: Path = typer.Option(
         None, help="Also save the trained ensemble (weights + settings) to this folder."
     ),
-    overwrite: bool = typer.Option(False, help="Replace existing output files."),
+    overwrite: bool = typer.Option(False, help="Replace outputs that interp wrote."),
 ) -> None:
     """Train an ensemble of RNNs on one task and report how different their solutions are.
 
@@ -75,18 +73,18 @@ def degeneracy_command(
     amplitudes), neural dynamics (DSA, eigenvalue transport, CKA, Procrustes) and weights
     (distance after matching hidden units).
     """
+    task_options = parse_options(option)
+    for path in (out, save_ensemble):
+        if path is not None:
+            check_output(path, overwrite=overwrite)
     from rich.console import Console
 
     from interp.degeneracy.ensemble import train_ensemble
     from interp.degeneracy.metrics import measure_degeneracy
     from interp.viz import Report
 
-    for path in (out, save_ensemble):
-        if path is not None and path.exists() and not overwrite:
-            raise typer.BadParameter(
-                f"{path} already exists; pass --overwrite or choose another path"
-            )
-    try:
+    make_task_checked(task, task_options)  # a bad task or option fails before the training
+    with user_errors(ValueError, TypeError):  # interp.degeneracy raises built-in types for now
         ensemble = train_ensemble(
             task,
             net,
@@ -98,13 +96,11 @@ def degeneracy_command(
             lr=lr,
             weight_decay=weight_decay,
             activity_penalty=activity_penalty,
-            task_options=_parse_options(option),
+            task_options=task_options,
         )
-        result = measure_degeneracy(
-            ensemble, n_trials=eval_trials, dsa_iters=dsa_iters, dsa_restarts=dsa_restarts
-        )
-    except (ValueError, TypeError) as error:
-        raise typer.BadParameter(str(error)) from error
+    result = measure_degeneracy(
+        ensemble, n_trials=eval_trials, dsa_iters=dsa_iters, dsa_restarts=dsa_restarts
+    )
     console = Console()
     console.print(ensemble.table())
     console.print(result.table())
@@ -119,9 +115,9 @@ def degeneracy_command(
     report.heading("Training")
     report.preformatted(ensemble.table())
     report.figure(ensemble.figure())
-    report.write(out, overwrite=overwrite)
+    write_or_keep(out, lambda path: report.write(path, overwrite=overwrite))
     if save_ensemble is not None:
-        ensemble.save(save_ensemble, overwrite=overwrite)
+        write_or_keep(save_ensemble, lambda path: ensemble.save(path, overwrite=overwrite))
         console.print(f"saved ensemble to {save_ensemble}")
     console.print(f"wrote report to {out}")
 

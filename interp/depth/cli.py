@@ -6,7 +6,12 @@ from pathlib import Path
 
 import typer
 
-from interp.cli_errors import user_errors
+from interp.cli_errors import choice, fraction, user_errors
+from interp.outputs import check_output, write_or_keep
+
+METHODS = ("dp", "maxcut")  # interp.depth.phases.METHODS (not imported: it loads torch)
+METRICS = ("cosine", "cka")  # interp.depth.similarity.METRICS
+MAXCUT_LAYERS = 22
 
 
 def register(app: typer.Typer) -> None:
@@ -22,30 +27,40 @@ def register(app: typer.Typer) -> None:
             "(see `interp models`; 'smollm2-135m' is the embedded model).",
         ),
         k: int = typer.Option(
-            None, "--k", help="Number of phases. Default: chosen by the --epsilon stopping rule."
+            None,
+            "--k",
+            min=1,
+            help="Number of phases (at most the number of layers). Default: chosen by the "
+            "--epsilon stopping rule.",
         ),
         method: str = typer.Option(
             "dp",
             "--method",
+            callback=choice(*METHODS),
             help="'dp': exact best split into contiguous runs of layers; 'maxcut': the paper's recursive "
             "max-cut (phases need not be contiguous; at most 22 layers).",
         ),
         epsilon: float = typer.Option(
             0.1,
             "--epsilon",
+            callback=fraction,
             help="Stopping rule when --k is not given: add a phase only if it cuts at least this "
             "fraction of the total dissimilarity; the phases are then kept only if they beat a "
             "structureless null (block score >= 0.25), else 1 phase is reported.",
         ),
         metric: str = typer.Option(
-            "cosine", "--metric", help="'cosine' (1 - cos, the paper's) or 'cka'."
+            "cosine",
+            "--metric",
+            callback=choice(*METRICS),
+            help="'cosine' (1 - cos, the paper's) or 'cka'.",
         ),
         drop_path: float = typer.Option(
             0.0,
             "--drop-path",
+            callback=fraction,
             help="digits-vit only: stochastic-depth rate the ViT is trained with.",
         ),
-        epochs: int = typer.Option(30, "--epochs", help="digits-vit only: training epochs."),
+        epochs: int = typer.Option(30, "--epochs", min=1, help="digits-vit only: training epochs."),
         raptor: bool = typer.Option(
             None,
             "--raptor/--no-raptor",
@@ -58,44 +73,39 @@ def register(app: typer.Typer) -> None:
         steps: int = typer.Option(
             None,
             "--steps",
+            min=1,
             help="Raptor training steps per stage (two stages). Default: 300 for digits-vit, 100 "
             "for language models.",
         ),
         samples: int = typer.Option(
-            32, "--samples", help="Language models: number of text windows (64 tokens each)."
+            32, "--samples", min=1, help="Language models: number of text windows (64 tokens each)."
         ),
         out: Path = typer.Option(
             None, "--out", help="Write an HTML report (tables and interactive figures)."
         ),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report."),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="Replace a report that interp wrote."
+        ),
     ) -> None:
         """Find the block-recurrent depth phases of a network (Jacobs et al. 2025) and print them.
 
         Computes the layer-by-layer dissimilarity of the network's representations, splits the layers into phases of similar layers (compared with a structureless null that keeps only how dissimilarity grows with depth distance), and reports how token trajectories converge. With --raptor it also fits a Raptor surrogate: one shared block per phase, applied recurrently.
         """
-        from interp.depth.study import study_digits, study_language_model
-        from interp.depth.vit import ViTConfig
-
-        if out is not None and out.exists() and not overwrite:
-            raise typer.BadParameter(
-                f"{out} exists; pass --overwrite to replace it", param_hint="--out"
-            )
+        if out is not None:
+            check_output(out, overwrite=overwrite)
         if model == "digits-vit":
-            result = study_digits(
-                ViTConfig(drop_path=drop_path, epochs=epochs),
-                k=k,
-                method=method,
-                epsilon=epsilon,
-                metric=metric,
-                raptor=True if raptor is None else raptor,
-                phase_steps=300 if steps is None else steps,
-                end_to_end_steps=300 if steps is None else steps,
-            )
+            from interp.depth.vit import ViTConfig
+
+            config = ViTConfig(drop_path=drop_path, epochs=epochs)
+            _check_k(k, config.depth, method, "the digits ViT")
+            result = _study_digits(config, k, method, epsilon, metric, raptor, steps)
         else:
+            from interp.depth.study import study_language_model
             from interp.models.registry import load_model
 
             with user_errors():
                 lm = load_model(model)
+            _check_k(k, lm.n_layers, method, lm.name)
             result = study_language_model(
                 lm,
                 k=k,
@@ -109,7 +119,42 @@ def register(app: typer.Typer) -> None:
             )
         typer.echo(result.table())
         if out is not None:
-            path = result.report(f"Depth phases of {result.similarity.source}").write(
-                out, overwrite=overwrite
-            )
-            typer.echo(f"report written to {path}")
+            report = result.report(f"Depth phases of {result.similarity.source}")
+            write_or_keep(out, lambda path: report.write(path, overwrite=overwrite))
+            typer.echo(f"report written to {out}")
+
+
+def _check_k(k: int | None, layers: int, method: str, name: str) -> None:
+    """--k and --method against the model's depth, before any similarity is computed."""
+    from interp.errors import InvalidArgumentError
+
+    if k is not None and k > layers:
+        raise InvalidArgumentError(f"--k {k}: {name} has {layers} layers; pass --k 1..{layers}")
+    if method == "maxcut" and layers > MAXCUT_LAYERS:
+        raise InvalidArgumentError(
+            f"--method maxcut handles at most {MAXCUT_LAYERS} layers and {name} has {layers}; "
+            "use --method dp"
+        )
+
+
+def _study_digits(config, k, method, epsilon, metric, raptor, steps):
+    """The digits study; the ViT is trained first, with a message, when it is not cached."""
+    from interp.depth.study import study_digits
+    from interp.depth.vit import cache_dir, digits_vit
+
+    typer.echo(
+        f"digits ViT ({config.depth} blocks, {config.epochs} epochs): loaded from {cache_dir()} "
+        "when trained before, else trained now (about 40 s on 2 cores; one line per epoch)",
+        err=True,
+    )
+    digits_vit(config, verbose=True)  # trains and caches on first use; study_digits reloads it
+    return study_digits(
+        config,
+        k=k,
+        method=method,
+        epsilon=epsilon,
+        metric=metric,
+        raptor=True if raptor is None else raptor,
+        phase_steps=300 if steps is None else steps,
+        end_to_end_steps=300 if steps is None else steps,
+    )

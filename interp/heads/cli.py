@@ -12,8 +12,28 @@ import typer
 from rich.console import Console
 
 from interp.cli_errors import user_errors
+from interp.outputs import check_output, write_or_keep
 
 KINDS = ("induction", "successor", "retrieval")
+DEFAULT_OUT = Path("out/heads_report.html")
+
+
+def _check_outputs(out: Path, save: Path | None, kinds: list[str], overwrite: bool) -> None:
+    """Refuse the report and result locations before minutes of scanning, not after."""
+    if out == DEFAULT_OUT:
+        out.parent.mkdir(exist_ok=True)  # the default's own folder, in the working directory
+    check_output(out, overwrite=overwrite)
+    if save is None:
+        return
+    if not save.exists():
+        check_output(save)
+        return  # a new folder: nothing inside to collide with
+    if not save.is_dir():
+        from interp.errors import OutputLocationError
+
+        raise OutputLocationError(f"--save {save} is a file; --save takes a folder")
+    for kind in kinds:
+        check_output(save / kind, overwrite=overwrite)
 
 
 def _parse_kinds(find: str) -> list[str]:
@@ -88,16 +108,15 @@ def register(app: typer.Typer) -> None:
             "--find",
             help="Which heads to look for, comma-separated: induction,successor,retrieval.",
         ),
-        out: Path = typer.Option(
-            Path("out/heads_report.html"), "--out", help="Where to write the HTML report."
-        ),
+        out: Path = typer.Option(DEFAULT_OUT, "--out", help="Where to write the HTML report."),
         save: Path = typer.Option(
             None, "--save", help="Folder to save each HeadScores result in (reloadable)."
         ),
-        top: int = typer.Option(10, "--top", help="How many top heads to print per metric."),
+        top: int = typer.Option(10, "--top", min=1, help="How many top heads to print per metric."),
         max_length: int = typer.Option(
             None,
             "--max-length",
+            min=1,
             help=f"Retrieval: longest prompt in tokens (default: min({MAX_LENGTH}, what the "
             "context leaves room to decode)).",
         ),
@@ -113,7 +132,7 @@ def register(app: typer.Typer) -> None:
             help="Retrieval: needle depths in [0, 1], comma-separated.",
         ),
         needles: int = typer.Option(
-            N_NEEDLES, "--needles", help="Retrieval: how many needles to test."
+            N_NEEDLES, "--needles", min=1, help="Retrieval: how many needles to test."
         ),
         synthetic: bool = typer.Option(
             False,
@@ -121,7 +140,10 @@ def register(app: typer.Typer) -> None:
             help="Retrieval: random-word code needles with a 'repeat it' question (small models).",
         ),
         max_new_tokens: int = typer.Option(
-            MAX_NEW_TOKENS, "--max-new-tokens", help="Retrieval: greedy decoding steps per test."
+            MAX_NEW_TOKENS,
+            "--max-new-tokens",
+            min=1,
+            help="Retrieval: greedy decoding steps per test.",
         ),
         overwrite: bool = typer.Option(
             False, "--overwrite", help="Replace an existing report / saved results."
@@ -134,18 +156,15 @@ def register(app: typer.Typer) -> None:
         ordinal task survives the tokenizer) and retrieval heads (needle-in-a-haystack copy-paste
         during greedy decoding). Writes a self-contained HTML report with interactive heatmaps.
         """
+        kinds = _parse_kinds(find)
+        length_list = _parse_list("--lengths", lengths, int)
+        depth_list = _parse_list("--depths", depths, float)
+        _check_outputs(out, save, kinds, overwrite)  # before minutes of scanning, not after
         from interp.heads.induction import induction_report_sections, induction_scores
         from interp.heads.retrieval import retrieval_grid, retrieval_report_sections
         from interp.models import load_model
         from interp.viz import Report
 
-        kinds = _parse_kinds(find)
-        length_list = _parse_list("--lengths", lengths, int)
-        depth_list = _parse_list("--depths", depths, float)
-        taken = [out] + ([save / kind for kind in kinds] if save is not None else [])
-        for path in taken:  # refuse before minutes of scanning, not after
-            if path.exists() and not overwrite:
-                raise typer.BadParameter(f"{path} exists; pass --overwrite or choose another path")
         console = Console()
         with user_errors():
             lm = load_model(model)
@@ -161,7 +180,8 @@ def register(app: typer.Typer) -> None:
             if scores is not None:
                 results["successor"] = scores
         if "retrieval" in kinds:
-            with user_errors():  # a grid the model cannot take (lengths, needles)
+            # a grid the model cannot take (lengths, needles); interp.heads raises ValueError
+            with user_errors(ValueError):
                 grid = retrieval_grid(
                     lm,
                     lengths=length_list,
@@ -176,12 +196,13 @@ def register(app: typer.Typer) -> None:
             console.print(grid.table())
         for kind, scores in results.items():
             console.rule(f"{kind} heads")
-            console.print(scores.table(k=top), markup=False, highlight=False)
+            console.print(scores.table(k=top), markup=False, highlight=False, soft_wrap=True)
             found = scores.heads()
             console.print(
                 f"classified as {kind} heads: {', '.join(f'L{layer}H{head}' for layer, head in found) or 'none'}"
             )
             if save is not None:
-                scores.save(save / kind, overwrite=overwrite)
-        report.write(out, overwrite=overwrite)
+                save.mkdir(exist_ok=True)
+                write_or_keep(save / kind, lambda path, s=scores: s.save(path, overwrite=overwrite))
+        write_or_keep(out, lambda path: report.write(path, overwrite=overwrite))
         console.print(f"report written to {out}")

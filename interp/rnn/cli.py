@@ -1,4 +1,9 @@
-"""Command-line commands of interp.rnn (registered on the main app by interp.cli)."""
+"""Command-line commands of interp.rnn: `interp train` and `interp fixed-points`.
+
+Every option is checked by typer (``min=``, callbacks) and every output location by
+:func:`interp.outputs.check_output` before torch is imported, so a mistake costs a fraction of a
+second, not a training run.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,22 @@ from pathlib import Path
 
 import typer
 
+from interp.cli_errors import choice, fraction, non_negative_finite, positive_finite, user_errors
+from interp.outputs import check_output, write_or_keep
 
-def _parse_options(options: list[str]) -> dict[str, object]:
+NETS = ("rnn_tanh", "rnn_relu", "gru", "lstm", "leaky")
+FIXED_POINT_METHODS = ("lm", "adam", "adam+lm")
+
+
+def parse_options(options: list[str]) -> dict[str, object]:
+    """``-o key=value`` task options: JSON values (numbers, booleans, lists), else strings."""
     parsed: dict[str, object] = {}
     for item in options:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise typer.BadParameter(
-                f"task options look like key=value (e.g. bits=3), got {item!r}"
+                f"task options look like key=value (e.g. bits=3), got {item!r}",
+                param_hint="'-o' / '--option'",
             )
         try:
             parsed[key] = json.loads(value)
@@ -23,47 +36,84 @@ def _parse_options(options: list[str]) -> dict[str, object]:
     return parsed
 
 
+def make_task_checked(name: str, options: dict[str, object]):
+    """Build the task, refusing an option whose value has another type than its default's.
+
+    ``-o bits=abc`` would otherwise build a task whose first batch fails with a traceback.
+    """
+    from interp.rnn.tasks import make_task
+
+    with user_errors(ValueError, TypeError):  # interp.rnn.tasks raises built-in types for now
+        defaults = make_task(name).config
+        for key, value in options.items():
+            default = defaults.get(key)
+            if isinstance(default, bool) or default is None:
+                ok = default is None or isinstance(value, bool)
+            elif isinstance(default, int | float):
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+                ok = ok and (isinstance(default, float) or float(value).is_integer())
+            else:
+                ok = True
+            if not ok:
+                kind = type(default).__name__
+                raise typer.BadParameter(
+                    f"{key}={value!r}: task {name!r} takes {'a' if kind != 'int' else 'an'} "
+                    f"{kind} for {key} (default {default!r})",
+                    param_hint="'-o' / '--option'",
+                )
+        typed = {
+            k: int(v) if isinstance(defaults.get(k), int) and isinstance(v, float) else v
+            for k, v in options.items()
+        }
+        return make_task(name, **typed)
+
+
 def train_command(
     task: str = typer.Option(
         ...,
-        help="Task name: flipflop, parity, dms, sine, delayed_discrimination, path_integration, tomita1..tomita7, parens.",
+        help="Task name: flipflop, parity, dms, sine, delayed_discrimination, path_integration, "
+        "tomita1..tomita7, parens.",
     ),
     out: Path = typer.Option(
         ..., help="Folder to write the trained run to (weights, configs, history)."
     ),
-    net: str = typer.Option("gru", help="Network kind: rnn_tanh, rnn_relu, gru, lstm, leaky."),
-    hidden: int = typer.Option(16, help="Number of hidden units."),
-    steps: int = typer.Option(2000, help="Maximum number of training steps (one batch each)."),
-    batch_size: int = typer.Option(64, help="Sequences per training batch."),
-    lr: float = typer.Option(1e-2, help="Adam learning rate."),
+    net: str = typer.Option(
+        "gru", help=f"Network kind: {', '.join(NETS)}.", callback=choice(*NETS)
+    ),
+    hidden: int = typer.Option(16, min=1, help="Number of hidden units."),
+    steps: int = typer.Option(
+        2000, min=1, help="Maximum number of training steps (one batch each)."
+    ),
+    batch_size: int = typer.Option(64, min=1, help="Sequences per training batch."),
+    lr: float = typer.Option(1e-2, help="Adam learning rate.", callback=positive_finite),
     seed: int = typer.Option(
         0, help="Seed for the initial weights and the task's train/validation/test streams."
     ),
     target_accuracy: float = typer.Option(
         None,
         help="Stop early once validation accuracy reaches this (e.g. 0.99); test is only reported.",
+        callback=fraction,
     ),
     option: list[str] = typer.Option(
         [], "--option", "-o", help="Task option key=value, repeatable (e.g. -o bits=3 -o steps=32)."
     ),
-    threads: int = typer.Option(1, help="CPU threads for torch (tiny RNNs run fastest on one)."),
-    overwrite: bool = typer.Option(False, help="Replace an existing run folder."),
+    threads: int = typer.Option(
+        1, min=1, help="CPU threads for torch (tiny RNNs run fastest on one)."
+    ),
+    overwrite: bool = typer.Option(False, help="Replace a run folder that interp wrote."),
 ) -> None:
     """Train a small recurrent net on a task and save the run (use it with `interp fixed-points --run`)."""
+    task_options = parse_options(option)
+    check_output(out, overwrite=overwrite)
     import torch
     from rich.console import Console
 
     from interp.rnn.nets import make_net
-    from interp.rnn.tasks import make_task
     from interp.rnn.training import save_run, train
 
-    if out.exists() and not overwrite:
-        raise typer.BadParameter(f"{out} already exists; pass --overwrite or choose another --out")
-    try:
-        task_obj = make_task(task, **_parse_options(option))
+    task_obj = make_task_checked(task, task_options)
+    with user_errors(ValueError, TypeError):  # interp.rnn.nets raises built-in types for now
         model = make_net(net, task_obj.input_size, hidden, task_obj.output_size, seed=seed)
-    except (ValueError, TypeError) as error:
-        raise typer.BadParameter(str(error)) from error
     torch.set_num_threads(threads)
     result = train(
         model,
@@ -74,10 +124,27 @@ def train_command(
         seed=seed,
         target_accuracy=target_accuracy,
     )
-    save_run(out, model, task_obj, result, overwrite=overwrite)
+    write_or_keep(out, lambda path: save_run(path, model, task_obj, result, overwrite=overwrite))
     console = Console()
     console.print(result.table())
     console.print(f"saved run to {out}")
+
+
+def check_run_files(run: Path) -> None:
+    """Refuse a missing or damaged run folder before loading it (one line naming the file)."""
+    from interp.errors import MissingInputError
+    from interp.filecheck import check_safetensors, read_json
+
+    if not (run / "config.json").is_file():
+        raise MissingInputError(
+            f"{run} is not a saved run (no config.json); create one with `interp train`"
+        )
+    read_json(run / "config.json")
+    for name in ("weights.safetensors", "train/arrays.safetensors"):
+        if (run / name).is_file():
+            check_safetensors(run / name)
+    if (run / "train" / "result.json").is_file():
+        read_json(run / "train" / "result.json")
 
 
 def fixed_points_command(
@@ -91,24 +158,32 @@ def fixed_points_command(
         None, help="Save the FixedPoints result (JSON + safetensors folder) here."
     ),
     n_starts: int = typer.Option(
-        1024, help="Number of starting states (visited states plus noise)."
+        1024, min=1, help="Number of starting states (visited states plus noise)."
     ),
     noise: float = typer.Option(
-        0.5, help="Std of the Gaussian noise added to each starting state."
+        0.5,
+        help="Std of the Gaussian noise added to each starting state.",
+        callback=non_negative_finite,
     ),
     method: str = typer.Option(
-        "lm", help="Optimiser: lm (Levenberg-Marquardt), adam (the reference's), adam+lm."
+        "lm",
+        help="Optimiser: lm (Levenberg-Marquardt), adam (the reference's), adam+lm.",
+        callback=choice(*FIXED_POINT_METHODS),
     ),
     seed: int = typer.Option(0, help="Seed for the starting states."),
-    threads: int = typer.Option(1, help="CPU threads for torch."),
-    overwrite: bool = typer.Option(False, help="Replace existing --out / --save outputs."),
+    threads: int = typer.Option(1, min=1, help="CPU threads for torch."),
+    overwrite: bool = typer.Option(False, help="Replace --out / --save outputs that interp wrote."),
 ) -> None:
     """Find the fixed and slow points of a trained RNN at zero input, with their stability.
 
-    Starts from states the net visits on its task, minimises q = 1/2 |step(h) - h|^2 for all starts at
-    once, merges duplicates and classifies each point as stable / saddle / unstable from the
-    eigenvalues of its Jacobian (discrete time: stable iff every |eigenvalue| < 1).
+    Starts from states the net visits on its task, minimises q = 1/2 |step(h) - h|^2 for all
+    starts at once, merges duplicates and classifies each point as stable / saddle / unstable
+    from the eigenvalues of its Jacobian (discrete time: stable iff every |eigenvalue| < 1).
     """
+    for path in (out, save):
+        if path is not None:
+            check_output(path, overwrite=overwrite)
+    check_run_files(run)
     import torch
     from rich.console import Console
 
@@ -116,38 +191,32 @@ def fixed_points_command(
     from interp.rnn.training import load_run
     from interp.viz import Report
 
-    for path in (out, save):
-        if path is not None and path.exists() and not overwrite:
-            raise typer.BadParameter(
-                f"{path} already exists; pass --overwrite or choose another path"
-            )
     torch.set_num_threads(threads)
-    try:
+    with user_errors(ValueError, FileNotFoundError):  # load_run's own checks, untyped for now
         net, task, history = load_run(run)
-        points = find_fixed_points(
-            net, task=task, n_starts=n_starts, noise=noise, method=method, seed=seed
-        )
-    except (ValueError, FileNotFoundError) as error:
-        raise typer.BadParameter(str(error)) from error
+    points = find_fixed_points(
+        net, task=task, n_starts=n_starts, noise=noise, method=method, seed=seed
+    )
     console = Console()
     console.print(points.table())
     if save is not None:
-        points.save(save, overwrite=overwrite)
+        write_or_keep(save, lambda path: points.save(path, overwrite=overwrite))
         console.print(f"saved fixed points to {save}")
     if out is not None:
         report = Report(f"Fixed points of {net.config['kind']} on {task.name}")
         report.text(
-            f"Run {run}: net {net.config}, task {task.config}, final test accuracy {history.final_accuracy:.4f}."
+            f"Run {run}: net {net.config}, task {task.config}, final test accuracy "
+            f"{history.final_accuracy:.4f}."
         )
-        report.preformatted(points.table(max_rows=200))
         report.figure(points.figure())
+        report.preformatted(points.table(max_rows=200))
         report.figure(history.figure())
-        report.write(out, overwrite=overwrite)
+        write_or_keep(out, lambda path: report.write(path, overwrite=overwrite))
         console.print(f"wrote report to {out}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this package's commands to the main `interp` app."""
+    """Add this package's commands to an app (``interp.cli`` loads them one by one)."""
     from interp.rnn.automaton_cli import register as register_automaton
 
     app.command("train")(train_command)

@@ -1,7 +1,8 @@
 """A self-contained HTML report: headings, text, tables and plotly figures in one file.
 
 plotly.js is embedded once (no network needed to open the file); every later figure reuses it.
-The file is written atomically.
+The file is written atomically and carries ``<meta name="generator" content="interp ...">``, which
+is how ``--overwrite`` recognizes a report interp wrote (it replaces nothing else).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from interp.results import write_atomically
+from interp import __version__
+from interp.outputs import write_atomically
 
 
 class Report:
@@ -60,12 +62,16 @@ class Report:
         )
         body = "\n".join(self._parts)
         return (
-            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}"
+            f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f'<meta name="generator" content="interp {__version__}">'
+            "<meta name='viewport' content='width=device-width, initial-scale=1'><title>"
+            f"{html.escape(self.title)}"
             f"</title><style>{style}</style></head><body><h1>{html.escape(self.title)}</h1>\n"
             f"{body}\n</body></html>"
         )
 
     def write(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the HTML file atomically; ``overwrite`` replaces only a report interp wrote."""
         content = self.html()
         return write_atomically(path, lambda tmp: tmp.write_text(content), overwrite=overwrite)
 
