@@ -68,7 +68,8 @@ class Result:
 
         return summary(self)
 
-    __str__ = __repr__
+    def __str__(self) -> str:
+        return repr(self)  # a subclass's own __repr__ (e.g. DFA's one line) prints too
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the result as a folder holding ``result.json`` and ``arrays.safetensors``."""

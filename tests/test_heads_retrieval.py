@@ -265,7 +265,7 @@ def test_grid_scores_average_successful_tests_only(tmp_path):
     assert loaded.responses == grid.responses and torch.equal(loaded.head_scores, grid.head_scores)
     assert (
         "2 of 3 retrieved" in grid.table()
-        and "1.00    1.00    0.00" in grid.table()
+        and "1/1     1/1     0/1" in grid.table()
         and grid.figure().data[0].z.shape == (1, 3)
     )
 

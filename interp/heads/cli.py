@@ -193,14 +193,18 @@ def register(app: typer.Typer) -> None:
                 )
             results["retrieval"] = grid.scores()
             retrieval_report_sections(results["retrieval"], grid, report)
-            console.print(grid.table())
+            console.print(grid.table(), markup=False, highlight=False, soft_wrap=True)
         for kind, scores in results.items():
             console.rule(f"{kind} heads")
-            console.print(scores.table(k=top), markup=False, highlight=False, soft_wrap=True)
-            found = scores.heads()
-            console.print(
-                f"classified as {kind} heads: {', '.join(f'L{layer}H{head}' for layer, head in found) or 'none'}"
-            )
+            if kind == "retrieval" and not scores.settings.get("successful_tests"):
+                # no retrieved test: every score is NaN; grid.table() said why and what to change
+                console.print("retrieval heads: not scored (no needle test was retrieved)")
+            else:
+                console.print(scores.table(k=top), markup=False, highlight=False, soft_wrap=True)
+                found = scores.heads()
+                console.print(
+                    f"classified as {kind} heads: {', '.join(f'L{layer}H{head}' for layer, head in found) or 'none'}"
+                )
             if save is not None:
                 save.mkdir(exist_ok=True)
                 write_or_keep(save / kind, lambda path, s=scores: s.save(path, overwrite=overwrite))

@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 import torch
 
 from interp import __version__
+from interp.heads.checks import check_model
 from interp.heads.corpus import load_corpus
 from interp.results import Result
 from interp.viz import line_chart
@@ -109,6 +110,7 @@ def in_context_learning_score(
     the ``[batch, context, vocab]`` logits in memory. With few windows the single-token score is
     noisy; ``band_score`` averages tokens ``late ± band`` minus ``early ± band`` as well.
     """
+    check_model(model, "in_context_learning_score")
     if not 1 <= early < late < context:
         raise ValueError(
             f"need 1 <= early < late < context, got early={early}, late={late}, context={context}"

@@ -41,6 +41,7 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
+from interp.heads.checks import check_model
 from interp.heads.copying import copying_ratio_sums, score_from_ratios
 from interp.heads.scores import HeadScores
 from interp.models import StatsRequest
@@ -193,6 +194,7 @@ def induction_scores(
     ``prefix_matching`` and the rule ``prefix_matching >= prefix_threshold AND copying >=
     copying_threshold``.
     """
+    check_model(model, "induction_scores")
     user_tokens = tokens is not None
     if tokens is None:
         tokens = repeated_random_tokens(

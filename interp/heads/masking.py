@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import torch
 
 from interp import __version__
+from interp.heads.checks import check_model
 from interp.heads.defaults import DEFAULT_DEPTHS, N_NEEDLES
 from interp.heads.retrieval import SUCCESS_RECALL, default_needles, run_needle_tests
 from interp.heads.scores import HeadScores
@@ -118,6 +119,7 @@ def masking_experiment(
     bar per condition when ``progress``. The grid is the scan's needles and depths at one length
     (512) and 30 decode steps by default: 1 + ``n_random`` + 1 conditions re-run every test, and
     an answer is retrieved or not within its first few tokens."""
+    check_model(model, "masking_experiment")
     if (scores.n_layers, scores.n_heads) != (model.n_layers, model.n_heads):
         raise ValueError(
             f"scores are [{scores.n_layers}, {scores.n_heads}] but {model.name} has "

@@ -48,6 +48,7 @@ import plotly.graph_objects as go
 import torch
 
 from interp import __version__
+from interp.heads.checks import check_model
 from interp.heads.ordinal_tasks import OrdinalTask, ResolvedTask, resolve_tasks
 from interp.heads.successor import EMBEDDINGS, Embedding, effective_embedding, ov_logits
 from interp.results import Result
@@ -187,6 +188,7 @@ def mod10_features(
     train the probe and define ``f_k``; every task gets an arithmetic success rate. ``expect``
     says what a successful edit makes the head output (see the module docstring).
     """
+    check_model(model, "mod10_features")
     if expect not in EXPECT:
         raise ValueError(f"expect must be one of {EXPECT}, got {expect!r}")
     if embedding not in EMBEDDINGS:

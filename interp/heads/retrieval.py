@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from interp import __version__
+from interp.heads.checks import check_model
 from interp.heads.decoding import greedy_decode, responses
 from interp.heads.defaults import DEFAULT_DEPTHS, MAX_LENGTH, MAX_NEW_TOKENS, MIN_LENGTH, N_NEEDLES
 from interp.heads.haystack import build_prompts
@@ -171,16 +172,50 @@ class RetrievalGrid(Result):
         """``[n_lengths, n_depths]`` fraction of needles retrieved."""
         return self.success.float().mean(0)
 
+    def retrieved(self) -> torch.Tensor:
+        """``[n_lengths, n_depths]`` number of needles retrieved (of ``len(self.questions)``)."""
+        return self.success.long().sum(0)
+
+    def no_success_message(self) -> str | None:
+        """One line saying that no test retrieved the needle and what to change, or None.
+
+        Retrieval scores average over retrieved tests only, so without one every head's score is
+        NaN: there is nothing to rank or classify, and the grid is what has to change.
+        """
+        if bool(self.success.any()):
+            return None
+        tests = self.success.numel()
+        longest = max(self.lengths)
+        shorter = sorted({max(2, n // 4) for n in self.lengths} | {256, 512} - {*self.lengths})
+        shorter = [n for n in shorter if n < longest][:3] or [max(2, longest // 2)]
+        other = [d for d in (0.0, 0.25, 0.5, 0.75, 1.0) if d not in self.depths][:3]
+        return (
+            f"no needle test was retrieved (0 of {tests} at lengths {self.lengths}, depths "
+            f"{self.depths}; ROUGE-1 recall > {SUCCESS_RECALL} needed), so every retrieval score "
+            f"is undefined (NaN); try shorter lengths (e.g. {','.join(map(str, shorter))}) or "
+            f"other depths (e.g. {','.join(f'{d:g}' for d in other)})"
+            + (
+                ", or synthetic needles for a small model"
+                if not self.settings.get("synthetic")
+                else ""
+            )
+        )
+
     def table(self) -> str:
-        rate = self.success_rate()
+        """Retrieved needles per prompt length (rows) x depth (columns), as ``k/N`` counts."""
+        counts, total = self.retrieved(), len(self.questions)
         lines = [
             f"needle tests — {self.model or 'model'}: {int(self.success.sum())} of {self.success.numel()} retrieved "
             f"(ROUGE-1 recall > {SUCCESS_RECALL})",
-            "success rate by length (rows) x depth (columns)",
+            f"needles retrieved (of {total}) by length (rows) x depth (columns)",
             f"{'length':>8}  " + "  ".join(f"{d:>6.2f}" for d in self.depths),
         ]
         for i, length in enumerate(self.lengths):
-            lines.append(f"{length:>8}  " + "  ".join(f"{float(v):>6.2f}" for v in rate[i]))
+            cells = "  ".join(f"{f'{int(v)}/{total}':>6}" for v in counts[i])
+            lines.append(f"{length:>8}  {cells}")
+        message = self.no_success_message()
+        if message is not None:
+            lines.append(message)
         return "\n".join(lines)
 
     def figure(self) -> go.Figure:
@@ -337,6 +372,7 @@ def retrieval_grid(
     ``needles`` default to the first ``n_needles`` shipped ones (or seeded synthetic codes with
     ``synthetic=True``). ``progress`` shows a bar over the tests.
     """
+    check_model(model, "retrieval_grid")
     needles, settings = grid_settings(
         model,
         needles=needles,
@@ -384,9 +420,46 @@ def retrieval_grid(
     )
 
 
-def retrieval_scores(model, *, threshold: float = RETRIEVAL_THRESHOLD, **kwargs) -> HeadScores:
-    """Retrieval score of every head (``retrieval_grid(model, **kwargs).scores(threshold)``)."""
-    return retrieval_grid(model, **kwargs).scores(threshold)
+def retrieval_scores(
+    model,
+    *,
+    threshold: float = RETRIEVAL_THRESHOLD,
+    needles: list[Needle] | None = None,
+    lengths: Sequence[int] | None = None,
+    depths: Sequence[float] = DEFAULT_DEPTHS,
+    max_length: int | None = None,
+    n_needles: int = N_NEEDLES,
+    synthetic: bool = False,
+    seed: int = 0,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    suppress_steps: int = 3,
+    text: str | None = None,
+    chat: bool | None = None,
+    progress: bool = True,
+) -> HeadScores:
+    """Retrieval score of every head: ``retrieval_grid(model, ...).scores(threshold)``.
+
+    Every argument but ``threshold`` (a retrieval head scores ``> threshold``) is
+    :func:`retrieval_grid`'s. When no test retrieves the needle, every score is NaN and
+    ``scores.settings["successful_tests"]`` is 0; :meth:`RetrievalGrid.no_success_message` says
+    what to change, so keep the grid (call :func:`retrieval_grid`) to see it.
+    """
+    grid = retrieval_grid(
+        model,
+        needles=needles,
+        lengths=lengths,
+        depths=depths,
+        max_length=max_length,
+        n_needles=n_needles,
+        synthetic=synthetic,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        suppress_steps=suppress_steps,
+        text=text,
+        chat=chat,
+        progress=progress,
+    )
+    return grid.scores(threshold)
 
 
 def retrieval_report_sections(
@@ -414,13 +487,17 @@ def retrieval_report_sections(
     )
     report.preformatted(grid.table())
     report.figure(grid.figure())
+    failure = grid.no_success_message()
+    if failure is not None:
+        report.text(failure[0].upper() + failure[1:] + ".")
     report.heading("Every test", level=3)
     report.table(
         ["needle", "length", "depth", "recall", "retrieved", "response", "top heads (copy-paste)"],
         grid.test_rows(),
     )
-    report.preformatted(scores.table(k=10))
-    report.figure(scores.figure("retrieval"))
+    if failure is None:
+        report.preformatted(scores.table(k=10))
+        report.figure(scores.figure("retrieval"))
     if masking is not None:
         report.preformatted(masking.table())
         report.figure(masking.figure())

@@ -11,8 +11,9 @@ Wu et al. 2024, are defined by ``score > 0.1``). ``heads()`` with no arguments a
 thresholds together (logical AND): an induction result with ``thresholds={"prefix_matching":
 0.4, "copying": -0.5}`` (the induction defaults; copying runs from -1 to 1, chance about -0.92)
 therefore lists heads that both prefix-match and copy. Pass ``metric=`` or
-``rule=`` to classify by other cut-offs. NaN scores (e.g. a head never measured) never pass and
-rank last.
+``rule=`` to classify by other cut-offs. NaN scores (e.g. a head never measured, or retrieval
+scores when no needle test succeeded) never pass and are never ranked: ``top()`` lists only
+finite scores, so it may return fewer than ``k`` heads.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import plotly.graph_objects as go
 import torch
 
 from interp import __version__
+from interp.errors import InvalidArgumentError
 from interp.results import Result
 from interp.viz import heatmap
 
@@ -149,12 +151,17 @@ class HeadScores(Result):
         return torch.sort(flat, descending=True, stable=True).indices
 
     def top(self, k: int = 10, metric: str | None = None) -> list[tuple[int, int, float]]:
-        """The ``k`` best heads by ``metric`` (default: primary) as ``(layer, head, score)``."""
-        if not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        """The ``k`` best heads by ``metric`` (default: primary) as ``(layer, head, score)``.
+
+        Only finite scores are ranked: NaN (never measured) and ±inf are skipped, so fewer than
+        ``k`` heads (none, when no score is finite) may come back.
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
         values = self.scores[self._metric(metric)]
-        order = self._order(values)[:k].tolist()
         flat = values.reshape(-1)
+        finite = torch.isfinite(flat)
+        order = [i for i in self._order(values).tolist() if finite[i]][:k]
         return [(i // self.n_heads, i % self.n_heads, float(flat[i])) for i in order]
 
     def classify(self, rule: Mapping[str, float] | None = None) -> torch.Tensor:
@@ -229,7 +236,10 @@ class HeadScores(Result):
             header = f"{'head':>8}  " + "  ".join(f"{m:>{width}}" for m in self.metrics)
             lines.append(header + ("  class" if mark else ""))
             mask = self.classify() if mark else None
-            for layer, head, _ in self.top(k, metric):
+            ranked = self.top(k, metric)
+            if not ranked:
+                lines[-1] = f"  no finite {metric} score: nothing to rank"
+            for layer, head, _ in ranked:
                 cells = "  ".join(
                     f"{float(self.scores[m][layer, head]):>{width}.4f}" for m in self.metrics
                 )

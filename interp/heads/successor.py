@@ -34,6 +34,8 @@ from typing import Literal
 import torch
 
 from interp import __version__
+from interp.errors import InputTypeError
+from interp.heads.checks import check_model
 from interp.heads.ordinal_tasks import OrdinalTask, ResolvedTask, resolve_tasks, union_tokens
 from interp.heads.scores import HeadScores
 
@@ -139,9 +141,11 @@ def successor_scores(
     ``"succession"`` (mean over all pairs of all tasks), per-task extras ``"succession/<task>"``
     and ``thresholds={"succession": threshold}``.
     """
+    check_model(model, "successor_scores")
     if not all(hasattr(model, name) for name in ("W_V", "W_O", "tokenizer", "norm")):
-        raise TypeError(
-            f"model must be a HookedLM (interp.load_model(...)), got {type(model).__name__}"
+        raise InputTypeError(
+            f"successor_scores reads the weights of a HookedLM (W_V, W_O, norm), which "
+            f"{type(model).__name__} does not offer"
         )
     if embedding not in EMBEDDINGS:
         raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}")
