@@ -303,7 +303,7 @@ def load_model(
     now runs SDPA numerics (equal to eager within float rounding). Call
     ``model.set_attn_implementation(...)`` to switch it back after use.
     """
-    from interp.models.hooked import HookedLM
+    from interp.models.native import NativeLM
 
     if isinstance(spec, tuple) and len(spec) == 2:
         spec, tokenizer = spec
@@ -335,7 +335,7 @@ def load_model(
         else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     )
     model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
-    return HookedLM(model, tokenizer, name=name)
+    return NativeLM(model, tokenizer, name=name)
 
 
 def _tokenizer_for(model: object):
