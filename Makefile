@@ -3,7 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-export TRITON_INTERPRET ?= 1
+# Triton's CPU interpreter only for the tests, and only where no GPU is present (on a GPU machine
+# the interpreter would make backend="auto" run the kernel interpreted); never for demo, bench
+# or analyses. `make test TRITON_INTERPRET=0` overrides it.
+HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+TRITON_INTERPRET ?= $(if $(HAS_GPU),0,1)
+TEST_ENV := TRITON_INTERPRET=$(TRITON_INTERPRET)
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
 
@@ -23,11 +28,12 @@ $(STAMP): pyproject.toml | $(PY)
 env: $(STAMP)
 
 demo: env
+	mkdir -p out
 	$(VENV)/bin/interp heads --out out/heads_report.html --overwrite
 
 test: env
-	$(PY) -m pytest -q tests
-	$(PY) -m pytest -q --nbmake notebooks
+	$(TEST_ENV) $(PY) -m pytest -q tests
+	$(TEST_ENV) $(PY) -m pytest -q --nbmake notebooks
 
 lint: env
 	$(VENV)/bin/ruff check .
