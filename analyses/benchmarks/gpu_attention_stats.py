@@ -5,7 +5,8 @@ Run through gpu_attention_stats.sh on a CUDA machine (it sets PYTHONPATH and a t
 1. Correctness: the kernel against the float64 materialized reference on moderate shapes (float32,
    float16, bfloat16; causal and not; GQA; padding with fully masked rows; decode Tq < Tk;
    non-causal Tq > Tk; T not a multiple of the block size; head dims 80 and 96, which leave masked
-   lanes in the head-dim tile; targets; up to 20 key ranges), and against the chunked torch
+   lanes in the head-dim tile; targets; up to 20 key ranges; sliding windows, logit softcapping
+   and attention sinks, alone and together), and against the chunked torch
    backend at the benchmark shapes T = 4k and 16k (bf16, H=32, D=128). Then end to end: a tiny
    HookedLM on CUDA against the same model on the CPU (statistics of a padded batch through the
    model's own attention, a greedy decode with the KV cache, NaN keys raising after the run).
@@ -37,7 +38,9 @@ import torch
 from interp.kernels import attention_stats, reference_attention_stats
 from interp.kernels.api import validate
 
-# (name, B, Hq, Hkv, Tq, Tk, D, dtype, causal, padded, S, R)
+# (name, B, Hq, Hkv, Tq, Tk, D, dtype, causal, padded, S, R[, features]); features: window,
+# softcap, sinks=True (random per-head sink logits)
+# fmt: off
 FULL_CASES = [
     ("fp32 causal gqa pad", 2, 8, 2, 1000, 1000, 128, torch.float32, True, True, 4, 2),
     ("fp32 noncausal", 2, 4, 4, 777, 777, 64, torch.float32, False, True, 3, 1),
@@ -47,13 +50,22 @@ FULL_CASES = [
     ("bf16 S=0 R=0", 1, 4, 4, 300, 300, 128, torch.bfloat16, True, False, 0, 0),
     ("bf16 d80 causal gqa pad", 2, 8, 2, 333, 333, 80, torch.bfloat16, True, True, 3, 2),
     ("fp32 d96 Tq>Tk R=20", 1, 4, 2, 300, 129, 96, torch.float32, False, True, 3, 20),
+    ("bf16 win+cap gqa pad", 2, 8, 2, 1000, 1000, 128, torch.bfloat16, True, True, 4, 2,
+     dict(window=200, softcap=5.0)),
+    ("bf16 win+sink decode", 2, 8, 2, 7, 1500, 64, torch.bfloat16, True, True, 4, 2,
+     dict(window=128, sinks=True)),
+    ("fp32 win=1+cap+sink", 1, 4, 1, 300, 300, 128, torch.float32, True, True, 3, 2,
+     dict(window=1, softcap=2.0, sinks=True)),
 ]
 SMALL_CASES = [
     ("fp32 causal gqa pad", 2, 4, 2, 37, 37, 32, torch.float32, True, True, 3, 2),
     ("bf16 decode", 1, 2, 1, 5, 40, 16, torch.bfloat16, True, True, 2, 1),
     ("fp16 noncausal S=0 R=0", 1, 2, 2, 20, 20, 16, torch.float16, False, False, 0, 0),
     ("fp32 d80 Tq>Tk R=20", 1, 2, 1, 24, 13, 80, torch.float32, False, True, 2, 20),
+    ("bf16 win+cap+sink decode", 1, 4, 2, 6, 40, 16, torch.bfloat16, True, True, 2, 2,
+     dict(window=9, softcap=3.0, sinks=True)),
 ]
+# fmt: on
 RTOL = {torch.float32: 1e-5, torch.float16: 1e-4, torch.bfloat16: 1e-4}
 CONFIGS = [  # BLOCK_M, BLOCK_N, num_warps, num_stages; the first is launch_config's choice for D=128
     (128, 64, 8, 3),
@@ -66,7 +78,8 @@ CONFIGS = [  # BLOCK_M, BLOCK_N, num_warps, num_stages; the first is launch_conf
 
 def make_case(case: tuple, device: str, seed: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Random inputs for one case; padding masks the first keys of batch 0 entirely at the start."""
-    _, b, hq, hkv, tq, tk, d, dtype, causal, padded, s, r = case
+    _, b, hq, hkv, tq, tk, d, dtype, causal, padded, s, r, *extra = case
+    features = dict(extra[0]) if extra else {}
     g = torch.Generator(device="cpu").manual_seed(seed)
     q = torch.randn(b, hq, tq, d, generator=g).to(device, dtype)
     k = torch.randn(b, hkv, tk, d, generator=g).to(device, dtype)
@@ -78,7 +91,9 @@ def make_case(case: tuple, device: str, seed: int) -> tuple[torch.Tensor, torch.
     kwargs["targets"] = torch.randint(-1, tk, (b, tq, s), generator=g).to(device)
     starts = torch.randint(0, tk, (b, r, 1), generator=g)
     kwargs["key_ranges"] = torch.cat([starts, (starts + 50).clamp(max=tk)], -1).to(device)
-    return q, k, kwargs
+    if features.pop("sinks", False):
+        kwargs["sinks"] = (torch.randn(hq, generator=g) + 1).to(device, dtype)
+    return q, k, kwargs | features
 
 
 def compare(out, ref, rtol: float) -> tuple[float, float, float]:
