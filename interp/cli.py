@@ -52,6 +52,7 @@ def _load(name: str):
 
 app = typer.Typer(
     cls=_LazyCommands,
+    name="interp",
     help="interp: find special attention heads, RNN fixed points and automata, depth phases.",
     no_args_is_help=True,
     add_completion=False,

@@ -54,15 +54,17 @@ def in_cache(path: str | os.PathLike) -> bool:
 def written_by_interp(path: str | os.PathLike) -> bool:
     """Whether ``path`` is something interp wrote, so that ``--overwrite`` may replace it."""
     path = Path(path)
-    if in_cache(path) or _has_mark(path):
+    if in_cache(path):
         return True
     if path.is_dir() and not path.is_symlink():
         return (path / MARK_FILE).is_file() or _is_result_folder(path) or _is_run_folder(path)
+    # Formats with room for a mark are judged by their content (a file edited in place keeps its
+    # extended attributes, so the attribute alone would not do); other files by the attribute.
     if path.suffix == ".html":
         return b'<meta name="generator" content="interp' in _head(path, 4096)
     if path.suffix == ".safetensors":
         return "interp_version" in _safetensors_metadata(path)
-    return False
+    return _has_mark(path)
 
 
 def check_output(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
