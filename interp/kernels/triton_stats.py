@@ -25,6 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
+from interp.errors import InputTypeError, InvalidArgumentError
 from interp.kernels.api import TRITON_DTYPES, AttentionStats, StatsProblem
 
 _LOG2E = 1.4426950408889634
@@ -323,13 +324,13 @@ def triton_attention_stats(
     """Launch the kernel on a validated problem. ``config`` overrides :func:`launch_config`."""
     q, k = problem.q, problem.k
     if q.dtype not in TRITON_DTYPES:
-        raise TypeError(
+        raise InputTypeError(
             f"the Triton kernel takes float16, bfloat16 or float32, got {q.dtype}; use the torch "
             "backend for float64"
         )
     on_interpreter = interpreted()
     if q.device.type != "cuda" and not on_interpreter:
-        raise ValueError(
+        raise InvalidArgumentError(
             "the Triton kernel was compiled without the interpreter, so it needs CUDA tensors; "
             "set TRITON_INTERPRET=1 before triton is first imported to run it on the CPU"
         )
