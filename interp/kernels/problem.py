@@ -34,7 +34,7 @@ class StatsProblem:
     window: int | None = None  # sliding window (causal only); may be >= Tk, see active_window
     softcap: float | None = None  # attention logit softcap (Gemma 2)
     sinks: torch.Tensor | None = None  # [Hq] per-head sink logits (GPT-OSS), detached
-    # (flag, error) pairs for what only the tensors' values can tell (finite q/k, indices in
+    # (flag, error) pairs for what only the tensors' values can tell (finite q/k/sinks, indices in
     # range) that are still to be read: 0-d bool tensors on q's device (see check_values); empty
     # when validate read them itself.
     value_checks: tuple[Check, ...] = dataclasses.field(default=(), repr=False, compare=False)
