@@ -53,6 +53,7 @@ def _load(name: str):
 app = typer.Typer(
     cls=_LazyCommands,
     name="interp",
+    rich_markup_mode=None,  # plain click help: re-wrapped to the terminal, nothing cut with "…"
     help="interp: find special attention heads, RNN fixed points and automata, depth phases.",
     no_args_is_help=True,
     add_completion=False,
