@@ -195,6 +195,7 @@ def test_a_limit_stops_the_run_and_the_result_says_incomplete(limits, stopped_by
     if "max_membership_queries" in limits:
         assert result.membership_queries <= 10
     assert f"INCOMPLETE: the {stopped_by} limit stopped L*" in result.table()
+    assert f"INCOMPLETE: stopped by {stopped_by}" in result.figure().layout.title.text
     result.save(tmp_path / "x")
     loaded = Extraction.load(tmp_path / "x")
     assert (loaded.complete, loaded.stopped_by) == (False, stopped_by)

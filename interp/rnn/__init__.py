@@ -33,6 +33,8 @@ _EXPORTS = {
     "grammar_task": "interp.rnn.grammars",
     "Extraction": "interp.rnn.extraction_result",
     "extract_automaton": "interp.rnn.extraction",
+    "LStarOptions": "interp.rnn.lstar",
+    "pac_sample_size": "interp.rnn.lstar_oracles",
     "HMM": "interp.rnn.hmm",
     "make_hmm": "interp.rnn.hmm",
     "output_statistics": "interp.rnn.hmm",

@@ -212,5 +212,7 @@ class Extraction(Result):
                 if self.equivalent
                 else ", NOT equivalent to ground truth"
             )
+        if not self.complete:
+            title += f"; INCOMPLETE: stopped by {self.stopped_by}"
         fig.update_layout(title=title + ")", template="plotly_white", width=1100, height=520)
         return fig
