@@ -28,6 +28,7 @@ from interp.results import Result
 from interp.rnn.nets import make_net
 from interp.rnn.tasks import Task, TaskBatch, make_task
 
+MIN_ACCURACY = 0.9  # a member below this held-out accuracy has not learned the task
 DATA_SEED_OFFSET = 1 << 20  # default data seed of model i = seeds[i] + offset (disjoint from inits)
 
 
@@ -73,15 +74,20 @@ class Ensemble(Result):
             self.params, x
         )
 
-    def table(self) -> str:
+    def table(self, min_accuracy: float = MIN_ACCURACY) -> str:
+        """One row per member; members below ``min_accuracy`` (default :data:`MIN_ACCURACY`,
+        measure_degeneracy's threshold) are marked and counted."""
+        below = [i for i, a in enumerate(self.accuracy.tolist()) if a < min_accuracy]
         lines = [
             f"Ensemble of {self.n_models} {self.net['kind']} nets (hidden {self.net['hidden_size']}) "
-            f"on {self.task['name']}, {self.settings['steps']} steps",
+            f"on {self.task['name']}, {self.settings['steps']} steps; "
+            f"{len(below)} below accuracy {min_accuracy:g}",
             f"{'model':>5} {'seed':>8} {'final loss':>11} {'accuracy':>9}",
         ]
         for i, seed in enumerate(self.seeds):
             lines.append(
                 f"{i:>5} {seed:>8} {float(self.losses[-1, i]):>11.4g} {float(self.accuracy[i]):>9.3f}"
+                + ("  < below threshold" if i in below else "")
             )
         return "\n".join(lines)
 

@@ -27,49 +27,78 @@ def mds_embedding(distances: torch.Tensor | np.ndarray, *, seed: int = 0) -> np.
     return mds.fit_transform((d + d.T) / 2)
 
 
+PANELS_PER_ROW = 3
+
+
+def _colorbar(fig: go.Figure, row: int, col: int) -> dict:
+    """A slim colorbar just right of subplot ``(row, col)``, as tall as it (in paper units)."""
+    ref = fig.get_subplot(row, col)
+    (_, x1), (y0, y1) = ref.xaxis.domain, ref.yaxis.domain
+    return {"x": x1 + 0.008, "xanchor": "left", "y": (y0 + y1) / 2, "len": y1 - y0, "thickness": 10}
+
+
 def distances_figure(
-    distances: Mapping[str, torch.Tensor], summary: Mapping[str, float], title: str
+    distances: Mapping[str, torch.Tensor],
+    summary: Mapping[str, float],
+    title: str,
+    *,
+    flagged: list[int] | None = None,
 ) -> go.Figure:
-    """One heatmap per metric (each with its own colour scale) and an MDS panel per metric."""
+    """A heatmap per metric (own colour scale and colorbar) above its MDS embedding.
+
+    Panels wrap at :data:`PANELS_PER_ROW` metrics per row and the width follows the page
+    (``autosize``; no fixed pixel width), so nine metrics stay readable without scrolling.
+    ``flagged`` members (e.g. below the accuracy threshold) are drawn red in the MDS panels.
+    """
     names = list(distances)
+    cols = min(PANELS_PER_ROW, len(names))
+    groups = -(-len(names) // cols)
+    titles: list[str] = []
+    for g in range(groups):
+        chunk = names[g * cols : (g + 1) * cols]
+        pad = [""] * (cols - len(chunk))
+        titles += [f"{n} (mean {summary[n]:.3g})" for n in chunk] + pad
+        titles += [f"MDS: {n}" for n in chunk] + pad
     fig = make_subplots(
-        rows=2,
-        cols=len(names),
-        subplot_titles=[f"{n} (mean {summary[n]:.3g})" for n in names]
-        + [f"MDS: {n}" for n in names],
-        vertical_spacing=0.15,
+        rows=2 * groups,
+        cols=cols,
+        subplot_titles=titles,
+        vertical_spacing=0.3 / (2 * groups),
+        horizontal_spacing=0.12,
     )
-    for col, name in enumerate(names, start=1):
+    flagged_set = set(flagged or [])
+    for index, name in enumerate(names):
+        row, col = 2 * (index // cols) + 1, index % cols + 1
         d = distances[name].double().numpy()
         fig.add_trace(
             go.Heatmap(
                 z=d,
                 colorscale="Viridis",
-                showscale=False,
+                colorbar=_colorbar(fig, row, col),
                 hovertemplate=f"{name}<br>model %{{y}} vs %{{x}}: %{{z:.4f}}<extra></extra>",
             ),
-            row=1,
+            row=row,
             col=col,
         )
-        fig.update_yaxes(autorange="reversed", row=1, col=col)
+        fig.update_yaxes(autorange="reversed", row=row, col=col)
         if d.shape[0] >= 3:
             xy = mds_embedding(d)
+            colours = ["#d62728" if i in flagged_set else "#1f77b4" for i in range(len(xy))]
             fig.add_trace(
                 go.Scatter(
                     x=xy[:, 0],
                     y=xy[:, 1],
                     mode="markers+text",
+                    marker={"color": colours},
                     text=[str(i) for i in range(len(xy))],
                     textposition="top center",
                     showlegend=False,
                     hovertemplate="model %{text}<extra></extra>",
                 ),
-                row=2,
+                row=row + 1,
                 col=col,
             )
-    fig.update_layout(
-        title=title, template="plotly_white", height=650, width=max(700, 260 * len(names))
-    )
+    fig.update_layout(title=title, template="plotly_white", height=560 * groups, autosize=True)
     return fig
 
 
@@ -141,6 +170,6 @@ def sweep_figure(
         title="Degeneracy (mean pairwise distance) across the sweep",
         template="plotly_white",
         height=300 * len(factors) + 120,
-        width=max(800, 230 * cols),
+        autosize=True,  # the width follows the page
     )
     return fig

@@ -21,6 +21,10 @@ independently trained solutions are on average (Huang et al. 2024).
   (signs only for odd nonlinearities); ``weights_init`` the same distance between the members'
   *initial* weights — the chance level of unrelated random networks of this size, which grows with
   the hidden size. ``weights / weights_init < 1`` means training brought the solutions closer.
+
+Members whose held-out accuracy is below ``min_accuracy`` (default :data:`MIN_ACCURACY`, 0.9)
+have not learned the task: distances to them compare a solution with a failure, so the table,
+the figure and ``below_threshold`` flag and count them (the numbers themselves are unchanged).
 """
 
 from __future__ import annotations
@@ -33,11 +37,12 @@ from torch import Tensor
 
 from interp import __version__
 from interp.degeneracy.dsa import dsa_distances, eigenvalue_wasserstein, fit_dmd
-from interp.degeneracy.ensemble import Ensemble
+from interp.degeneracy.ensemble import MIN_ACCURACY, Ensemble
 from interp.degeneracy.geometry import cka_distances, procrustes_distances
 from interp.degeneracy.pairs import degeneracy, pair_indices, square_from_pairs
 from interp.degeneracy.training import held_out, stack_batches, trial_steps
 from interp.degeneracy.weights import weight_distances
+from interp.errors import InputTypeError, InvalidArgumentError
 from interp.results import Result
 from interp.rnn.nets import make_net
 from interp.rnn.tasks import Task, TaskBatch, make_task
@@ -66,19 +71,47 @@ class Degeneracy(Result):
     settings: dict[str, Any]
     version: str = __version__
 
+    @property
+    def min_accuracy(self) -> float:
+        """The accuracy below which a member is flagged (results saved before it: 0.9)."""
+        return float(self.settings.get("min_accuracy", MIN_ACCURACY))
+
+    @property
+    def below_threshold(self) -> list[int]:
+        """Indices of the members whose held-out accuracy is below :attr:`min_accuracy`."""
+        return [i for i, a in enumerate(self.accuracy.tolist()) if a < self.min_accuracy]
+
+    def accuracy_note(self) -> str | None:
+        """One line flagging the members below the accuracy threshold, or None when all pass."""
+        below = self.below_threshold
+        if not below:
+            return None
+        members = ", ".join(f"{i} ({float(self.accuracy[i]):.2f})" for i in below)
+        return (
+            f"WARNING: {len(below)} of {len(self.accuracy)} nets are below the accuracy threshold "
+            f"{self.min_accuracy:g} (model: accuracy {members}); their distances compare nets "
+            "that did not learn the task (train longer, or raise the hidden size / lr)"
+        )
+
     def table(self) -> str:
         e = self.ensemble
+        below = len(self.below_threshold)
         lines = [
             f"Degeneracy of {len(e['seeds'])} {e['net']['kind']} nets (hidden {e['net']['hidden_size']}) "
-            f"on {e['task']['name']}; mean accuracy {float(self.accuracy.mean()):.3f}",
-            f"{'metric':<14} {'level':<10} {'degeneracy':>11} {'min':>9} {'max':>9}",
+            f"on {e['task']['name']}; mean accuracy {float(self.accuracy.mean()):.3f}; "
+            f"{below} below {self.min_accuracy:g}",
         ]
+        note = self.accuracy_note()
+        if note is not None:
+            lines.append(note)
+        lines.append(f"{'metric':<14} {'level':<10} {'degeneracy':>11} {'min':>9} {'max':>9}")
         for name, d in self.distances.items():
             left, right = pair_indices(d.shape[0])
             pairs = d[left, right]
             lines.append(
                 f"{name:<14} {METRICS.get(name, '?'):<10} {self.summary[name]:>11.4g} "
                 f"{float(pairs.min()):>9.4g} {float(pairs.max()):>9.4g}"
+                + ("  (includes flagged nets)" if below else "")
             )
         lines.append("degeneracy = mean distance over the N(N-1)/2 pairs of distinct members")
         return "\n".join(lines)
@@ -88,7 +121,10 @@ class Degeneracy(Result):
 
         e = self.ensemble
         title = f"Degeneracy: {e['net']['kind']} on {e['task']['name']} ({len(e['seeds'])} models)"
-        return distances_figure(self.distances, self.summary, title)
+        below = self.below_threshold
+        if below:
+            title += f"; {len(below)} below accuracy {self.min_accuracy:g} (red in the MDS)"
+        return distances_figure(self.distances, self.summary, title, flagged=below)
 
 
 def behaviour_distances(outputs: Tensor, mask: Tensor, loss: str) -> Tensor:
@@ -172,6 +208,7 @@ def measure_degeneracy(
     dsa_iters: int = 300,
     dsa_restarts: int = 8,
     metrics: list[str] | None = None,
+    min_accuracy: float = MIN_ACCURACY,
 ) -> Degeneracy:
     """All distance matrices of ``ensemble`` (or the subset named in ``metrics``; see ``METRICS``).
 
@@ -180,8 +217,16 @@ def measure_degeneracy(
     DSA uses ``n_delays`` delays, a rank-``rank`` DMD with ridge ``ridge``, and ``dsa_iters`` Adam
     steps from ``3 + dsa_restarts`` starts of the batched Procrustes optimization. With
     ``metrics=None`` every metric that applies to the task is measured; naming one that does not
-    apply (``behaviour_amp`` for a task without input amplitude) is an error.
+    apply (``behaviour_amp`` for a task without input amplitude) is an error. Members whose
+    held-out accuracy is below ``min_accuracy`` are flagged (see the module docstring).
     """
+    if not isinstance(ensemble, Ensemble):
+        raise InputTypeError(
+            "measure_degeneracy needs an Ensemble (from interp.degeneracy.train_ensemble(...) or "
+            f"Ensemble.load(path)), got {type(ensemble).__name__}"
+        )
+    if not 0.0 <= float(min_accuracy) <= 1.0:
+        raise InvalidArgumentError(f"min_accuracy must lie in [0, 1], got {min_accuracy}")
     chosen = list(METRICS) if metrics is None else list(metrics)
     unknown = [m for m in chosen if m not in METRICS]
     if unknown or not chosen:
@@ -255,5 +300,6 @@ def measure_degeneracy(
             "dsa_restarts": dsa_restarts,
             "skipped": skipped,
             "summary": "mean off-diagonal distance",
+            "min_accuracy": float(min_accuracy),
         },
     )

@@ -27,7 +27,7 @@ from torch import Tensor
 from interp import __version__
 from interp.degeneracy.ensemble import train_ensemble
 from interp.degeneracy.executors import Executor, LocalExecutor
-from interp.degeneracy.metrics import METRICS, measure_degeneracy
+from interp.degeneracy.metrics import METRICS, MIN_ACCURACY, measure_degeneracy
 from interp.degeneracy.pairs import degeneracy_se, ratio_se
 from interp.results import Result
 
@@ -79,6 +79,7 @@ def run_job(job: SweepJob) -> dict[str, Any]:
             else None
         ),
         "accuracy": float(ensemble.accuracy.mean()),
+        "below_threshold": len(result.below_threshold),
         "final_loss": float(ensemble.losses[-10:].mean()),
         "seconds": time.perf_counter() - start,
         "worker": f"{socket.gethostname()}:{os.getpid()}",
@@ -122,7 +123,21 @@ class DegeneracySweep(Result):
             "accuracy"
         ].first()
         pivot["accuracy"] = accuracy.droplevel("level_rank").reindex(pivot.index)
-        return pivot.to_string(float_format=lambda v: f"{v:.4f}")
+        if "below_threshold" not in frame:  # sweeps saved before the flag
+            return pivot.to_string(float_format=lambda v: f"{v:.4f}")
+        below = frame.groupby(["task", "factor", "level_rank", "level"], sort=False)[
+            "below_threshold"
+        ].first()
+        pivot["below"] = below.droplevel("level_rank").reindex(pivot.index).astype(int)
+        n_models = next((d.shape[0] for d in self.example.values()), "?")
+        flagged = int((pivot["below"] > 0).sum())
+        minimum = self.settings.get("measure", {}).get("min_accuracy", MIN_ACCURACY)
+        note = (
+            f"below = nets (of {n_models}) under the accuracy threshold {minimum:g}; "
+            f"{flagged} of {len(pivot)} ensembles have some"
+            + (": their degeneracy compares nets that did not learn the task" if flagged else "")
+        )
+        return pivot.to_string(float_format=lambda v: f"{v:.4f}") + "\n" + note
 
     def figure(self):
         from interp.degeneracy.figures import sweep_figure
@@ -195,6 +210,7 @@ def degeneracy_sweep(
                     # jackknife error of weights / weights_init (same members): weights rows only
                     "ratio_se": outcome["weights_ratio_se"] if metric == "weights" else None,
                     "accuracy": outcome["accuracy"],
+                    "below_threshold": outcome["below_threshold"],
                     "final_loss": outcome["final_loss"],
                     "seconds": outcome["seconds"],
                     "worker": outcome["worker"],
