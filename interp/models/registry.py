@@ -24,9 +24,9 @@ import torch
 from interp.errors import (
     DamagedFileError,
     InputTypeError,
+    InvalidArgumentError,
     MissingDependencyError,
     MissingInputError,
-    UnknownNameError,
 )
 from interp.filecheck import check_gguf, check_safetensors, read_json
 from interp.outputs import cache_root, sweep_stale_temporaries, write_atomically
@@ -193,11 +193,12 @@ def _resolve_name(spec: str) -> str | None:
     return key if key in REGISTRY else None
 
 
-def _unknown(spec: str) -> UnknownNameError:
+def _unknown(spec: str) -> InvalidArgumentError:
     names = sorted(REGISTRY) + sorted(ALIASES)
     close = difflib.get_close_matches(spec.lower(), names, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    return UnknownNameError(
+    # ValueError, as callers catch it today: the name is a value outside the accepted set
+    return InvalidArgumentError(
         f"unknown model {spec!r}.{hint} Known names: {', '.join(sorted(REGISTRY))}. "
         "Also accepted: a local Hugging Face folder, a .gguf file, a hub id like 'org/name', "
         "or a loaded model object."
