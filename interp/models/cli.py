@@ -68,12 +68,14 @@ def register(app: typer.Typer) -> None:
                     entry.description, 80, initial_indent=indent, subsequent_indent=indent
                 )
             )
-        typer.echo("Aliases: " + ", ".join(f"{a} -> {n}" for a, n in ALIASES.items()))
+        aliases = ", ".join(f"{a}\0->\0{n}" for a, n in ALIASES.items())  # \0: keep a pair whole
+        wrapped = textwrap.fill(f"Aliases: {aliases}", 80, subsequent_indent="  ")
+        typer.echo(wrapped.replace("\0", " "))
         typer.echo(f"\nConverted checkpoints in {cache_dir()}:")
-        cached = [(row["size_mb"], row["name"], row["path"]) for row in cached_models()]
-        typer.echo(_columns(cached, ("MB", "name", "path")) if cached else "  none yet")
+        for row in cached_models() or [None]:  # the path on its own line: never cut
+            typer.echo(f"{row['name']}  {row['size_mb']} MB\n  {row['path']}" if row else "none")
         typer.echo(
-            "\nAlso accepted: a local Hugging Face folder, a .gguf file, or a hub id like "
+            "\nAlso accepted: a local Hugging Face folder, a .gguf file, or a hub id like\n"
             "'org/name'."
         )
 
