@@ -42,6 +42,10 @@ _EXPORTS = {
     "train_hmm": "interp.rnn.hmm_net",
     "NoiseDynamics": "interp.rnn.dynamics_result",
     "analyze_noise_rnn": "interp.rnn.dynamics_analysis",
+    "TimescaleRNN": "interp.rnn.timescales_net",
+    "CurriculumResult": "interp.rnn.timescales_training",
+    "train_curriculum": "interp.rnn.timescales_training",
+    "network_timescales": "interp.rnn.timescales",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -18,21 +18,31 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import math
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from interp import __version__
-from interp.errors import InvalidArgumentError, MissingDependencyError, TrainingDivergedError
-from interp.results import Result
+from interp.errors import (
+    DamagedFileError,
+    InvalidArgumentError,
+    MissingDependencyError,
+    TrainingDivergedError,
+)
+from interp.results import Result, write_atomically
 from interp.rnn.hmm import HMMTask, output_statistics, statistic_distances
 from interp.rnn.nets import RecurrentNet, register_net
+from interp.rnn.tasks import make_task
 
 BACKENDS = ("tensorized", "online", "multiscale")
 # What "the RNN matches its HMM" means here (ours; the paper reports distances, not thresholds).
@@ -111,7 +121,7 @@ def sinkhorn_loss(blur: float = 0.2, backend: str = "tensorized"):
 class HMMTrainResult(Result):
     """Training history of a noise RNN on an HMM, with the fit of its output statistics.
 
-    ``fit`` holds, for the RNN's argmax outputs and the HMM's exact stationary values, the output
+    ``fit`` holds, for the RNN's emitted (Gumbel-sampled) symbols and the HMM's exact stationary values, the output
     frequencies, the output transition matrix and the volatility, plus their distances
     (:func:`~interp.rnn.hmm.statistic_distances`).
     """
@@ -155,11 +165,12 @@ class HMMTrainResult(Result):
 def fit_statistics(
     net: NoiseRNN, task: HMMTask, *, batch: int = 512, steps: int | None = None, seed: int = 1
 ) -> dict:
-    """Output statistics of the net's argmax outputs on fresh noise vs the HMM's exact ones."""
+    """Output statistics of the net's emitted symbols (its hard Gumbel-softmax samples) on fresh
+    noise vs the HMM's exact ones."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        _, logits, _ = net.generate(batch, steps or task.steps, generator)
-    rnn = output_statistics(logits.argmax(-1).cpu(), task.output_size)
+        _, _, samples = net.generate(batch, steps or task.steps, generator)
+    rnn = output_statistics(samples.argmax(-1).cpu(), task.output_size)
     hmm = task.hmm.exact_statistics()
     distances = statistic_distances(rnn, hmm)
     return {
@@ -255,3 +266,43 @@ def train_hmm(
         seconds=time.perf_counter() - start,
         settings=settings,
     )
+
+
+_CONFIG, _WEIGHTS, _TRAIN = "config.json", "weights.safetensors", "train"
+
+
+def save_hmm_run(
+    path: str | os.PathLike,
+    net: NoiseRNN,
+    task: HMMTask,
+    result: HMMTrainResult,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``config.json`` (net + task), ``weights.safetensors`` and ``train/`` atomically."""
+
+    def write(tmp: Path) -> None:
+        tmp.mkdir()
+        document = {"net": net.config, "task": task.config, "interp_version": __version__}
+        (tmp / _CONFIG).write_text(json.dumps(document, indent=2))
+        state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+        save_file(state, str(tmp / _WEIGHTS))
+        result.save(tmp / _TRAIN)
+
+    return write_atomically(path, write, overwrite=overwrite)
+
+
+def load_hmm_run(path: str | os.PathLike) -> tuple[NoiseRNN, HMMTask, HMMTrainResult]:
+    """Read a run written by :func:`save_hmm_run` (net in eval mode)."""
+    path = Path(path)
+    if not (path / _CONFIG).exists():
+        raise FileNotFoundError(f"{path} is not a noise-RNN run (no {_CONFIG} inside)")
+    try:
+        document = json.loads((path / _CONFIG).read_text())
+        config = dict(document["net"])
+        task = make_task(**document["task"])
+        net = NoiseRNN(config["input_size"], config["hidden_size"], config["output_size"])
+        net.load_state_dict(load_file(str(path / _WEIGHTS)))
+    except (json.JSONDecodeError, KeyError, RuntimeError, OSError) as error:
+        raise DamagedFileError(f"{path}: cannot read the noise-RNN run ({error})") from error
+    return net.eval(), task, HMMTrainResult.load(path / _TRAIN)

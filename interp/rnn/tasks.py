@@ -411,6 +411,8 @@ _LAZY = {
     **{f"tomita{i}": "interp.rnn.grammars" for i in range(1, 8)},
     "parens": "interp.rnn.grammars",
     "hmm": "interp.rnn.hmm",
+    "nparity": "interp.rnn.timescales_tasks",
+    "ndms": "interp.rnn.timescales_tasks",
 }
 
 
