@@ -104,14 +104,12 @@ def test_saturated_region_is_saturated_and_the_true_saddle_is_the_only_saddle():
     # the leak pushes |λ| above 1 by less than the tolerance: that is what used to read "saddle"
     moduli = fp.eigenvalues.abs()[frozen]
     assert (moduli[:, 0] > 1).any() and (moduli - 1).abs().max() < 1e-3
+    lines = fp.table().splitlines()
     assert (
-        fp.table()
-        .splitlines()[0]
-        .endswith(
-            f"2 stable, 0 marginal, {int(frozen.sum())} saturated, 1 saddle, 0 unstable; 0 slow."
-        )
+        lines[1] == f"  2 stable, 0 marginal, {int(frozen.sum())} saturated, 1 saddle, 0 unstable"
     )
-    assert "Classes (tol 0.001): a mode is unstable when |λ| > 1 + tol" in fp.table()
+    assert lines[3] == "Modes (tol 0.001): unstable if |λ| > 1 + tol, marginal if ||λ| − 1| <= tol;"
+    assert max(len(line) for line in lines) <= 80
 
 
 def test_classify_points_by_hand():
@@ -159,7 +157,10 @@ def test_no_fixed_point_reports_how_many_starts_failed_and_why():
     assert len(fp) == 0
     assert fp.counts["not_converged"] == 20
     assert fp.counts["stalled"] + fp.counts["out_of_budget"] == 20
-    assert "Dropped: 20 not converged (" in fp.table()
+    assert fp.table().splitlines()[2:4] == [
+        "Dropped: 0 outliers, 0 duplicates, 20 not converged",
+        f"  ({fp.counts['stalled']} stalled, {fp.counts['out_of_budget']} out of budget).",
+    ]
 
 
 def test_a_diverged_gru_no_longer_crashes_the_search():
@@ -211,4 +212,4 @@ def test_counts_of_results_saved_before_the_reasons_still_print(tmp_path):
     for key in ("stalled", "out_of_budget", "singular"):
         fp.counts.pop(key)
     fp.save(tmp_path / "fp")
-    assert "Dropped: 0 not converged, " in FixedPoints.load(tmp_path / "fp").table()
+    assert "duplicates, 0 not converged." in FixedPoints.load(tmp_path / "fp").table()

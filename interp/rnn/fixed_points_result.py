@@ -97,13 +97,12 @@ class FixedPoints(Result):
         tol = self.settings.get("marginal_tol", 1e-3)
         by_class = ", ".join(f"{self.classes.count(k)} {k}" for k in CLASSES)
         lines = [
-            f"{len(self)} points from {c.get('starts')} starts: {by_class}; "
-            f"{int(self.slow.sum())} slow.",
-            f"Dropped: {c.get('not_converged')} not converged{self._failure_note()}, "
-            f"{c.get('outliers')} outliers, {c.get('duplicates')} duplicates.",
-            f"Classes (tol {tol:g}): a mode is unstable when |λ| > 1 + tol, marginal when "
-            "||λ| − 1| <= tol;",
-            "  saturated = every mode marginal (a frozen state, e.g. saturated GRU gates).",
+            f"{len(self)} points from {c.get('starts')} starts, {int(self.slow.sum())} of them slow:",
+            f"  {by_class}",
+            f"Dropped: {c.get('outliers')} outliers, {c.get('duplicates')} duplicates, "
+            f"{c.get('not_converged')} not converged{self._failure_note()}.",
+            f"Modes (tol {tol:g}): unstable if |λ| > 1 + tol, marginal if ||λ| − 1| <= tol;",
+            "  a saturated point has every mode marginal (frozen, e.g. saturated GRU gates).",
             f"{'#':>4} {'class':>9} {'unstable':>8} {'q':>10} {'max|λ|':>8} {'slow':>5}  readout",
         ]
         moduli = self.eigenvalues.abs()
@@ -119,14 +118,14 @@ class FixedPoints(Result):
         return "\n".join(lines)
 
     def _failure_note(self) -> str:
-        """Why starts failed, e.g. ``" (3 stalled, 1 out of budget; 5 hit a singular Jacobian)"``."""
+        """Why starts failed, on a line of its own: ``(3 stalled, 1 out of budget; ...)``."""
         c = self.counts
         if "stalled" not in c or not c.get("not_converged"):  # none failed, or saved before
             return ""
         note = f"{c['stalled']} stalled, {c['out_of_budget']} out of budget"
         if c.get("singular"):
-            note += f"; {c['singular']} hit a singular Jacobian and were re-damped"
-        return f" ({note})"
+            note += f"; {c['singular']} hit a singular Jacobian, re-damped"
+        return f"\n  ({note})"
 
     def figure(self, components: int = 3) -> go.Figure:
         """Trajectories (grey) and points (coloured by stability) in the top principal components.
@@ -190,5 +189,8 @@ class FixedPoints(Result):
             title=f"Fixed points ({len(self)}) in the top principal components",
             scene={"xaxis_title": "PC1", "yaxis_title": "PC2", "zaxis_title": "PC3"},
             template="plotly_white",
+            height=700,  # the report leads with this figure: give the 3-D scene room
+            margin={"l": 0, "r": 0, "t": 50, "b": 0},
+            legend={"x": 0.01, "y": 0.98},
         )
         return fig
