@@ -8,9 +8,13 @@ transition of part ``p(h)`` on ``a`` is ``p(step(h, a))``, and a part's label is
 Weiss et al. start with one part and refine it only where the hypothesis needs it: a part is split
 in two by an SVM (RBF kernel, large C) trained on the states that conflict, so ``p`` is a tree of
 binary classifiers whose leaves are the parts (:class:`Partitioning`). The first refinement is
-aggressive, as in their implementation: the space is cut at the midpoint of the two conflicting
-states along the ``initial_split_depth`` coordinates where they differ most, into up to
-``2^initial_split_depth`` parts (made as states land in them).
+aggressive, as in their implementation: the space is cut along the ``initial_split_depth``
+coordinates where the two conflicting states differ most, into up to ``2^initial_split_depth``
+parts (made as states land in them). If the two states differ in sign on one of these
+coordinates, every coordinate is cut at 0 (the parts are sign patterns: the two-bin quantization
+of saturating units, which also separates the other states that saturate differently);
+otherwise (e.g. non-negative ReLU states) each is cut at the two states' midpoint. Either way the
+two fall apart.
 
 **Exploration** (one equivalence query, :class:`AbstractionOracle`). Breadth-first over words,
 running the RNN and the hypothesis ``A`` in parallel (batched, one ``step`` per level). For each
@@ -151,13 +155,16 @@ class Partitioning:
 
     def _grid(self, a: np.ndarray, b: np.ndarray) -> None:
         """Replace the single part by a grid on the coordinates where ``a`` and ``b`` differ most
-        (at most ``initial_split_depth``), cut at their midpoints; ``a`` keeps part 0."""
+        (at most ``initial_split_depth``), cut at 0 if their signs differ on one of them, else
+        at their midpoints; ``a`` keeps part 0."""
         gap = np.abs(a - b)
         dims = np.argsort(-gap, kind="stable")[: self.initial_split_depth]
         dims = dims[gap[dims] > 0]
         if len(dims) == 0:  # identical states cannot be told apart by any partition
             return
-        grid = _Grid(dims, (a[dims] + b[dims]) / 2, {})
+        signs_differ = bool((a[dims] * b[dims] < 0).any())
+        cuts = np.zeros(len(dims)) if signs_differ else (a[dims] + b[dims]) / 2
+        grid = _Grid(dims, cuts, {})
         self.nodes[0], self.n_parts = grid, 0
         self._route_grid(grid, np.stack([a, b]), np.arange(2))
 
