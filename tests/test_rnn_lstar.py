@@ -236,6 +236,17 @@ def test_partitioning_first_split_is_a_grid_then_svm_splits():
     assert part.n_parts == 5 and split[0] != split[1]
 
 
+def test_first_split_uses_sign_patterns_when_the_conflicting_states_differ_in_sign():
+    part = Partitioning(initial_split_depth=3)
+    a, b = np.array([0.9, 0.95, 0.5]), np.array([-0.9, 0.85, 0.6])
+    part.refine(0, a[None], b[None])
+    # cut at 0 on every dimension: c has b's signs except on dim 1 (b and c both below the
+    # midpoint 0.9 of a and b there, so a midpoint grid would not separate them)
+    c, d = np.array([-0.5, -0.9, 0.7]), np.array([-0.2, 0.1, 0.99])
+    parts = part.assign(np.stack([a, b, c, d]))
+    assert parts[0] != parts[1] and parts[1] != parts[2] and parts[1] == parts[3]
+
+
 def test_separating_suffix_is_shortest():
     dfa = grammar_task("tomita4").dfa  # z0 -0-> z1 -0-> z2 -0-> sink
     assert separating_suffix(dfa, 0, 2) == "0"  # z2 dies on one 0, z0 needs three
