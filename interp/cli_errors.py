@@ -105,6 +105,13 @@ def positive_finite(value: float | None) -> float | None:
     return value
 
 
+def accuracy_target(value: float | None) -> float | None:
+    """A callback for a target accuracy: in (0, 1]."""
+    if value is not None and not (0.0 < value <= 1.0):
+        raise typer.BadParameter(f"{value} is not in (0, 1]")
+    return value
+
+
 def fraction(value: float | None) -> float | None:
     """A callback for accuracies and rates in [0, 1]."""
     if value is not None and not (0.0 <= value <= 1.0):

@@ -37,7 +37,7 @@ from interp.errors import OutputExistsError, OutputLocationError
 MARK_ATTR = "user.interp"  # extended attribute set on every file interp writes (where supported)
 MARK_FILE = ".interp"  # small JSON file inside every folder interp writes
 _TMP = ".interp-tmp-"
-_STALE = re.compile(r"^\..+" + re.escape(_TMP) + r"(\d+)-[0-9a-f]+$")
+_STALE = re.compile(r"^\..+" + re.escape(_TMP) + r"(\d+)-\w+$")
 _UMASK_LOCK = threading.Lock()
 
 

@@ -61,10 +61,13 @@ BAD_OPTIONS = [
     (["train", "--task", "flipflop", "--out", "x", "--batch-size", "0"], _range("--batch-size", "0", 1, "train")),
     (["train", "--task", "flipflop", "--out", "x", "--lr", "nan"], _bad("--lr", "nan is not a finite number above 0", "train")),
     (["train", "--task", "flipflop", "--out", "x", "--lr", "-1"], _bad("--lr", "-1.0 is not a finite number above 0", "train")),
-    (["train", "--task", "flipflop", "--out", "x", "--target-accuracy", "5"], _bad("--target-accuracy", "5.0 is not in [0, 1]", "train")),
+    (["train", "--task", "flipflop", "--out", "x", "--target-accuracy", "5"], _bad("--target-accuracy", "5.0 is not in (0, 1]", "train")),
     (["train", "--task", "flipflop", "--out", "x", "--threads", "0"], _range("--threads", "0", 1, "train")),
     (["train", "--task", "flipflop", "--out", "x", "--threads", "-1"], _range("--threads", "-1", 1, "train")),
+    (["train", "--task", "flipflop", "--out", "x", "--target-accuracy", "0"], _bad("--target-accuracy", "0.0 is not in (0, 1]", "train")),
     (["heads", "--top", "0"], _range("--top", "0", 1, "heads")),
+    (["heads", "--depths", "0,1.5"], _bad("--depths", "depths are fractions in [0, 1], got 0,1.5", "heads")),
+    (["heads", "--lengths", "1,100"], _bad("--lengths", "lengths are token counts >= 2, got 1,100", "heads")),
     (["heads", "--top", "-3"], _range("--top", "-3", 1, "heads")),
     (["degeneracy", "--out", "r.html", "--n-models", "1"], _range("--n-models", "1", 2, "degeneracy")),
     (["degeneracy", "--out", "r.html", "--eval-trials", "0"], _range("--eval-trials", "0", 1, "degeneracy")),
@@ -208,3 +211,51 @@ def test_a_write_that_fails_after_the_compute_keeps_the_result(tmp_path, monkeyp
         f"{kept}"
     )
     assert kept.name.endswith("-run") and load_run(kept).net.config["hidden_size"] == 4
+
+
+def test_phases_k_beyond_the_depth_is_refused_before_training(monkeypatch):
+    def train(*args, **kwargs):
+        raise AssertionError("trained before checking --k")
+
+    monkeypatch.setattr("interp.depth.vit.digits_vit", train)
+    result = runner.invoke(app, ["phases", "--k", "100"])
+    assert one_line(result, 1) == "error: --k 100: the digits ViT has 12 layers; pass --k 1..12"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["heads", "--out", "/proc/r.html"],
+        ["heads", "--out", "OK/r.html", "--save", "/proc/saved"],
+        ["phases", "--out", "/proc/r.html"],
+        ["capture", "--text", "a", "--hook", "x", "--out", "/proc/a.safetensors"],
+        ["fixed-points", "--run", "nowhere", "--out", "/proc/r.html"],
+        ["fixed-points", "--run", "nowhere", "--save", "/proc/saved"],
+        ["degeneracy", "--out", "OK/r.html", "--save-ensemble", "/proc/saved"],
+    ],
+    ids=lambda a: " ".join(a[:1] + a[-2:-1]),
+)
+def test_every_output_location_is_checked_before_the_work(tmp_path, monkeypatch, args):
+    def load(*args, **kwargs):
+        raise AssertionError("loaded a model before checking the outputs")
+
+    monkeypatch.setattr("interp.models.registry.load_model", load)
+    args = [a.replace("OK", str(tmp_path)) for a in args]
+    path = args[-1]
+    assert one_line(runner.invoke(app, args), 1) == (
+        f"error: cannot write {path}: the folder /proc is not writable (No such file or directory)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_os_error_on_a_path_is_one_line(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+
+    def unreadable(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("interp.filecheck.read_json", unreadable)
+    result = runner.invoke(app, ["fixed-points", "--run", str(run)])
+    assert one_line(result, 1) == f"error: {run / 'config.json'}: Permission denied"

@@ -159,6 +159,14 @@ def register(app: typer.Typer) -> None:
         kinds = _parse_kinds(find)
         length_list = _parse_list("--lengths", lengths, int)
         depth_list = _parse_list("--depths", depths, float)
+        if any(n < 2 for n in length_list or []):
+            raise typer.BadParameter(
+                f"lengths are token counts >= 2, got {lengths}", param_hint="'--lengths'"
+            )
+        if any(not 0.0 <= d <= 1.0 for d in depth_list or []):
+            raise typer.BadParameter(
+                f"depths are fractions in [0, 1], got {depths}", param_hint="'--depths'"
+            )
         _check_outputs(out, save, kinds, overwrite)  # before minutes of scanning, not after
         from interp.heads.induction import induction_report_sections, induction_scores
         from interp.heads.retrieval import retrieval_grid, retrieval_report_sections

@@ -121,7 +121,7 @@ def register(app: typer.Typer) -> None:
 
         with user_errors():
             lm = load_model(model)
-        with user_errors(KeyError, ValueError):  # interp.models raises built-in types for now
+        with user_errors():
             tokens = lm.to_tokens(text, prepend_bos=not no_bos)
             _, cache = lm.run(tokens, capture=hook)
         tensors = {name: value.contiguous().cpu() for name, value in cache.items()}

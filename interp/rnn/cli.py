@@ -12,7 +12,13 @@ from pathlib import Path
 
 import typer
 
-from interp.cli_errors import choice, fraction, non_negative_finite, positive_finite, user_errors
+from interp.cli_errors import (
+    accuracy_target,
+    choice,
+    non_negative_finite,
+    positive_finite,
+    user_errors,
+)
 from interp.outputs import check_output, write_or_keep
 
 NETS = ("rnn_tanh", "rnn_relu", "gru", "lstm", "leaky")
@@ -92,7 +98,7 @@ def train_command(
     target_accuracy: float = typer.Option(
         None,
         help="Stop early once validation accuracy reaches this (e.g. 0.99); test is only reported.",
-        callback=fraction,
+        callback=accuracy_target,
     ),
     option: list[str] = typer.Option(
         [], "--option", "-o", help="Task option key=value, repeatable (e.g. -o bits=3 -o steps=32)."
