@@ -159,12 +159,17 @@ def test_the_next_conversion_sweeps_temporaries_of_dead_processes(gguf, cache):
         root = cache / "gguf"
         stale = root / f".tiny-0123.interp-tmp-{dead.pid}-0a1b2c3d"
         busy = root / f".tiny-4567.interp-tmp-{alive.pid}-0a1b2c3d"
-        for folder in (stale, busy):
+        # what interp wrote before it recorded pids: mkdtemp's name, swept once an hour old
+        unnamed_old, unnamed_new = root / ".tiny-89ab.k3j4h5g6", root / ".tiny-cdef.a1b2c3d4"
+        for folder in (stale, busy, unnamed_old, unnamed_new):
             folder.mkdir(parents=True)
             (folder / "model.safetensors").write_bytes(b"half")
+        two_hours_ago = time.time() - 7200
+        os.utime(unnamed_old, (two_hours_ago, two_hours_ago))
         target = registry.converted_gguf(gguf)
         assert (target / "config.json").exists()
         assert not stale.exists() and busy.exists()  # another conversion may still be running
+        assert not unnamed_old.exists() and unnamed_new.exists()
     finally:
         alive.kill()
         alive.wait()

@@ -16,6 +16,8 @@ import importlib.util
 import json
 import os
 import re
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +105,7 @@ def converted_gguf(path: Path) -> Path:
     """
     root = cache_dir() / "gguf"
     sweep_stale_temporaries(root)
+    _sweep_unnamed_temporaries(root)
     target = root / _gguf_key(path)
     if (target / "config.json").exists():
         return target
@@ -116,6 +119,28 @@ def converted_gguf(path: Path) -> Path:
 
     write_atomically(target, write, overwrite=True)
     return target
+
+
+_UNNAMED_TMP = re.compile(r"^\..+\.[a-z0-9_]{8}$")  # mkdtemp's names, before pids were recorded
+
+
+def _sweep_unnamed_temporaries(root: Path, min_age_s: float = 3600.0) -> None:
+    """Remove conversion temporaries from interp versions that did not record their pid.
+
+    They are hidden folders in interp's own cache with ``mkdtemp``'s random suffix; one that has
+    not changed for an hour belongs to a conversion that was killed.
+    """
+    if not root.is_dir():
+        return
+    now = time.time()
+    for entry in root.iterdir():
+        if (
+            entry.is_dir()
+            and _UNNAMED_TMP.match(entry.name)
+            and ".interp-tmp-" not in entry.name
+            and now - entry.stat().st_mtime > min_age_s
+        ):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _dequantize(path: Path):
