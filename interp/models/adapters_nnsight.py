@@ -153,10 +153,11 @@ class NNsightLM(NativeLM):
             return block.input
         if suffix == "attn.hook_z":
             return _envoy(block, family.o_proj).input
+        # copies: a parallel block may add into a sublayer output in place (Falcon)
         if suffix == "hook_attn_out":
-            return first(_envoy(block, family.attn_out_norm or family.attn).output)
+            return first(_envoy(block, family.attn_out_norm or family.attn).output).clone()
         if suffix == "hook_mlp_out":
-            return first(_envoy(block, family.mlp_out_norm or family.mlp).output)
+            return first(_envoy(block, family.mlp_out_norm or family.mlp).output).clone()
         if suffix == "mlp.hook_router_logits":
             return first(_envoy(block, family.router).output)
         return first(block.output)

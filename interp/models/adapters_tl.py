@@ -95,8 +95,8 @@ class TransformerLensLM(HookedLM):
         self.d_head: int = cfg.d_head
         self.d_vocab: int = cfg.d_vocab
         self.n_ctx: int = cfg.n_ctx
-        self.hook_names = all_hook_names(self.n_layers)
         self.parallel = bool(getattr(cfg, "parallel_attn_mlp", False))
+        self.hook_names = all_hook_names(self.n_layers, parallel=self.parallel)
         self._layers = model.blocks
         self._qk_source = self._find_qk_source()
         self._scales = [_attention_scale(block.attn, cfg, self.d_head) for block in model.blocks]

@@ -95,6 +95,7 @@ class AttentionProbe:
         self.layer = layer
         self.plan: RunPlan | None = None
         self.zero_heads: list[int] = []  # set by ablations: queries zeroed before the softmax
+        self.scale: float | None = None  # the factor on q·k of the last call
 
     def observe(
         self,
@@ -105,6 +106,8 @@ class AttentionProbe:
         scaling: float | None,
         features: AttentionFeatures,
     ) -> None:
+        scale = scaling if scaling is not None else 1.0 / math.sqrt(query.shape[-1])
+        self.scale = float(scale)
         plan = self.plan
         if plan is None:
             return
@@ -113,7 +116,6 @@ class AttentionProbe:
         for name, tensor in (("hook_q", query), ("hook_k", key), ("hook_v", value)):
             if name in wanted:
                 plan.outputs[prefix + name] = tensor.detach().transpose(1, 2)
-        scale = scaling if scaling is not None else 1.0 / math.sqrt(query.shape[-1])
         if "hook_pattern" in wanted:
             plan.outputs[prefix + "hook_pattern"] = _pattern(query, key, mask, scale, features)
         request = plan.stats

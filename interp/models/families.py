@@ -60,6 +60,11 @@ def _opt_mlp(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return layer.fc2(layer.activation_fn(layer.fc1(x)))
 
 
+def _all_heads(config: Config) -> int:
+    """Families without grouped-query attention: every head has its own key and value."""
+    return int(config.num_attention_heads)
+
+
 def _falcon_kv_heads(config: Config) -> int:
     if getattr(config, "new_decoder_architecture", False):
         return int(config.num_kv_heads)
@@ -195,6 +200,7 @@ FAMILIES: dict[str, Family] = {
         ),
         _row(
             "stablelm",
+            ln_mlp="post_attention_layernorm|input_layernorm",
             parallel=_flag("use_parallel_residual"),
             notes="LayerNorm; partial rotary; optional parallel residual",
         ),
@@ -229,6 +235,7 @@ FAMILIES: dict[str, Family] = {
             qkv="stacked",
             fused_qkv="attn.c_attn",
             notes="learned absolute positions; fused qkv (Conv1D)",
+            n_kv_heads=_all_heads,
         ),
         _row(
             "gptj",
@@ -240,6 +247,7 @@ FAMILIES: dict[str, Family] = {
             v_proj="attn.v_proj",
             parallel=_always(True),
             notes="parallel attention + MLP over one LayerNorm; partial rotary",
+            n_kv_heads=_all_heads,
         ),
         _row(
             "gpt_neox",
@@ -252,14 +260,15 @@ FAMILIES: dict[str, Family] = {
             fused_qkv="attention.query_key_value",
             parallel=_flag("use_parallel_residual", True),
             notes="fused qkv interleaved per head; parallel residual (Pythia); partial rotary",
+            n_kv_heads=_all_heads,
         ),
         _row(
             "falcon",
             layers="transformer.h",
             attn="self_attention",
             o_proj="self_attention.dense",
-            ln_attn="input_layernorm",
-            ln_mlp="input_layernorm",
+            ln_attn="ln_attn|input_layernorm",
+            ln_mlp="ln_mlp|input_layernorm",
             ln_final="transformer.ln_f",
             embed="transformer.word_embeddings",
             qkv="grouped",
@@ -280,6 +289,7 @@ FAMILIES: dict[str, Family] = {
             embed="model.decoder.embed_tokens",
             positions="model.decoder.embed_positions",
             notes="learned absolute positions (offset 2); MLP as fc1/fc2 on the layer",
+            n_kv_heads=_all_heads,
         ),
     )
 }
@@ -298,11 +308,14 @@ def family_for(model: nn.Module) -> Family:
 
 
 def get_submodule(root: nn.Module, path: str) -> nn.Module:
-    """``root.get_submodule`` with an error that names the missing path."""
-    try:
-        return root.get_submodule(path)
-    except AttributeError as error:
-        raise UnsupportedModelError(f"{type(root).__name__} has no submodule {path!r}") from error
+    """``root.get_submodule(path)``; ``"a|b"`` takes the first alternative the model has (Falcon's
+    norms depend on its config). The error names the missing path."""
+    for option in path.split("|"):
+        try:
+            return root.get_submodule(option)
+        except AttributeError:
+            continue
+    raise UnsupportedModelError(f"{type(root).__name__} has no submodule {path!r}")
 
 
 def scalar(read: Callable[[Config], float | None] | None, config: Config) -> float | None:

@@ -231,6 +231,7 @@ class HookedLM(ABC):
         tokens, attention_mask = self._as_tokens(inputs, attention_mask, prepend_bos)
         past = past_key_values.get_seq_length() if past_key_values is not None else 0
         self.check_length(past + tokens.shape[1])
+        self._check_parallel(capture)
         names = resolve_hook_names(capture, self.hook_names)
         stats = as_stats_request(attention_stats, self.device)
         self._check_request(names, stats, tokens, past)
@@ -253,19 +254,28 @@ class HookedLM(ABC):
                 logits_to_keep=logits_to_keep,
             )
         )
-        cache = ActivationCache({name: self._derived(name, plan.outputs) for name in names})
+        batch, length = tokens.shape
+        cache = ActivationCache(
+            {name: self._derived(name, plan.outputs, batch, length) for name in names}
+        )
         cache.attention_stats = plan.stats_out
         cache.past_key_values = new_cache if use_cache else None
         _check_finite(logits, cache, plan.stats_checks)
         return logits, cache
 
-    def _derived(self, name: str, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """A requested activation from what the backend captured (sums and head splits here)."""
+    def _derived(
+        self, name: str, outputs: dict[str, torch.Tensor], batch: int, length: int
+    ) -> torch.Tensor:
+        """A requested activation from what the backend captured: sums (``hook_resid_mid``),
+        head splits (``attn.hook_z``) and ``[batch * pos, d]`` outputs of layers that flatten
+        their input (OPT's MLP) back to ``[batch, pos, d]``."""
         layer, suffix = split_layer_name(name)
         if suffix == "hook_resid_mid":
             prefix = f"blocks.{layer}."
             return outputs[prefix + "hook_resid_pre"] + outputs[prefix + "hook_attn_out"]
         value = outputs[name]
+        if value.dim() == 2 and value.shape[0] == batch * length and suffix.startswith("hook_"):
+            value = value.reshape(batch, length, -1)
         if suffix == "attn.hook_z" and value.shape[-1] == self.n_heads * self.d_head:
             return value.reshape(*value.shape[:-1], self.n_heads, self.d_head)
         return value
@@ -291,13 +301,21 @@ class HookedLM(ABC):
             )
         return self._ablation(group_heads_by_layer(self, heads), method)
 
-    def _check_request(
-        self, names: list[str], stats: StatsRequest | None, tokens: torch.Tensor, past: int
-    ) -> None:
-        if self.parallel and any(n.endswith("hook_resid_mid") for n in names):
+    def _check_parallel(self, capture: object) -> None:
+        """Name the reason when a parallel block is asked for ``hook_resid_mid`` explicitly."""
+        items = [capture] if isinstance(capture, str) else capture
+        if (
+            self.parallel
+            and isinstance(items, Sequence)
+            and any(isinstance(n, str) and n.endswith("hook_resid_mid") for n in items)
+        ):
             raise UnknownHookError(
                 f"{self.name} runs attention and MLP in parallel: hook_resid_mid does not exist"
             )
+
+    def _check_request(
+        self, names: list[str], stats: StatsRequest | None, tokens: torch.Tensor, past: int
+    ) -> None:
         keys = past + tokens.shape[1]
         layers = sum(n.endswith("attn.hook_pattern") for n in names)
         size = layers * tokens.shape[0] * self.n_heads * tokens.shape[1] * keys

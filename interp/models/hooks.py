@@ -33,17 +33,23 @@ _LAYER_NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 
 def all_hook_names(
-    n_layers: int, *, positions: bool = False, router_layers: Iterable[int] = ()
+    n_layers: int,
+    *,
+    positions: bool = False,
+    router_layers: Iterable[int] = (),
+    parallel: bool = False,
 ) -> list[str]:
     """Every hook name a model with ``n_layers`` blocks offers, in forward order.
 
     ``positions``: the model adds learned absolute position embeddings (``hook_pos_embed``);
-    ``router_layers``: the MoE layers, which offer ``mlp.hook_router_logits``.
+    ``router_layers``: the MoE layers, which offer ``mlp.hook_router_logits``; ``parallel``:
+    attention and MLP both read the block input, so there is no ``hook_resid_mid``.
     """
     routed = set(router_layers)
     names = ["hook_embed", *(["hook_pos_embed"] if positions else [])]
+    hooks = [h for h in LAYER_HOOKS if not (parallel and h == "hook_resid_mid")]
     for layer in range(n_layers):
-        names += [f"blocks.{layer}.{hook}" for hook in LAYER_HOOKS]
+        names += [f"blocks.{layer}.{hook}" for hook in hooks]
         if layer in routed:
             names.append(f"blocks.{layer}.{ROUTER_HOOK}")
     names.append("ln_final.hook_normalized")

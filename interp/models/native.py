@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager, ExitStack
 import torch
 from torch import nn
 
+from interp.errors import InvalidArgumentError
 from interp.models.attention import AttentionProbe, register_attention_function
 from interp.models.families import Family, family_for, get_submodule, scalar
 from interp.models.hf_compat import cache_argument, first, returned_cache
@@ -61,6 +62,7 @@ class NativeLM(HookedLM):
             self.n_layers,
             positions=self.family.positions is not None,
             router_layers=routed,
+            parallel=self.parallel,
         )
         eager = getattr(config, "_attn_implementation", None) == "eager" or not getattr(
             type(model), "_supports_sdpa", True
@@ -134,10 +136,17 @@ class NativeLM(HookedLM):
         name: str,
         store: Store,
         factor: float | None = None,
+        *,
+        copy: bool = False,
     ) -> None:
+        """Store ``path``'s output (times ``factor``); ``copy`` where the model may add into that
+        output in place after the hook ran (Falcon's parallel block does ``mlp_out += attn``)."""
+
         def hook(module, inputs, output):
             value = first(output)
-            store(name, value * factor if factor is not None else value)
+            if factor is not None:
+                value = value * factor
+            store(name, value.clone() if copy and factor is None else value)
 
         stack.callback(get_submodule(root, path).register_forward_hook(hook).remove)
 
@@ -152,10 +161,12 @@ class NativeLM(HookedLM):
             stack.callback(block.register_forward_pre_hook(pre, with_kwargs=True).remove)
         if "hook_attn_out" in suffixes:
             path = family.attn_out_norm or family.attn
-            self._hook_output(stack, block, path, prefix + "hook_attn_out", store, residual)
+            name = prefix + "hook_attn_out"
+            self._hook_output(stack, block, path, name, store, residual, copy=True)
         if "hook_mlp_out" in suffixes:
             path = family.mlp_out_norm or family.mlp
-            self._hook_output(stack, block, path, prefix + "hook_mlp_out", store, residual)
+            name = prefix + "hook_mlp_out"
+            self._hook_output(stack, block, path, name, store, residual, copy=True)
         if "hook_resid_post" in suffixes:
             self._hook_output(stack, self._layers, str(layer), prefix + "hook_resid_post", store)
         if "mlp.hook_router_logits" in suffixes:
@@ -248,26 +259,40 @@ class NativeLM(HookedLM):
             return module(x) if module is not None else x
 
     def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        """Apply layer ``layer``'s MLP (without its input norm) to ``x [..., d_model]``; MoE
-        layers run the router and the experts. Returns the MLP's output before any output norm."""
+        """What layer ``layer``'s MLP adds to the residual stream, from its normalized input ``x
+        [..., d_model]`` (apply ``norm(layer, "mlp", ...)`` first): the MLP (MoE layers run the
+        router and the experts), then the family's output norm (Gemma-2/3, OLMo-2) and residual
+        multiplier (Granite)."""
         block = self._layers[self._layer_index(layer)]
         x = self._as_residual(x, "mlp")
         with torch.inference_mode():
             if self.family.mlp_fn is not None:
-                return self.family.mlp_fn(block, x)
-            return first(get_submodule(block, self.family.mlp)(x))
+                out = self.family.mlp_fn(block, x)
+            else:
+                out = first(get_submodule(block, self.family.mlp)(x))
+            return self._sublayer_output(block, self.family.mlp_out_norm, out)
 
     def attn_output(self, layer: int, z: torch.Tensor) -> torch.Tensor:
         """What layer ``layer``'s attention adds to the residual stream, from its per-head ``z
         [..., heads, d_head]``: the output projection, then the family's output norm (Gemma-2/3,
         OLMo-2) and residual multiplier (Granite)."""
         block = self._layers[self._layer_index(layer)]
+        if not isinstance(z, torch.Tensor) or z.shape[-2:] != (self.n_heads, self.d_head):
+            raise InvalidArgumentError(
+                f"attn_output takes z [..., heads={self.n_heads}, d_head={self.d_head}], got "
+                f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}"
+            )
         with torch.inference_mode():
             flat = z.to(self.device, self.dtype).flatten(-2)
             out = get_submodule(block, self.family.o_proj)(flat)
-            if self.family.attn_out_norm is not None:
-                out = get_submodule(block, self.family.attn_out_norm)(out)
-            return out * (scalar(self.family.residual_multiplier, self.config) or 1.0)
+            return self._sublayer_output(block, self.family.attn_out_norm, out)
+
+    def _sublayer_output(self, block: nn.Module, out_norm: str | None, out: torch.Tensor):
+        """A sublayer's output as added to the residual: output norm, residual multiplier."""
+        if out_norm is not None:
+            out = get_submodule(block, out_norm)(out)
+        multiplier = scalar(self.family.residual_multiplier, self.config)
+        return out * multiplier if multiplier is not None else out
 
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
         """Final norm, unembedding, then the family's logit multiplier and final softcap:
@@ -282,6 +307,15 @@ class NativeLM(HookedLM):
             if cap is not None:
                 logits = torch.tanh(logits / cap) * cap
             return logits
+
+    def attention_scale(self, layer: int) -> float:
+        """The factor on ``q·k`` the softmax uses with this layer's ``hook_q``/``hook_k`` (as the
+        model passed it on its last forward pass: OPT scales q in its projection and passes 1)."""
+        scale = self._probes[self._layer_index(layer)].scale
+        if scale is None:
+            self.run(torch.tensor([[0, 0]]), prepend_bos=False)
+            scale = self._probes[layer].scale
+        return scale
 
     # ----------------------------------------------------------------- the model's computation
     def decoder_layers(self) -> list[nn.Module]:
