@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("interp.rnn.cli", "train_command"),
     "fixed-points": ("interp.rnn.cli", "fixed_points_command"),
     "automaton": ("interp.rnn.automaton_cli", "register"),
+    "hmm": ("interp.rnn.hmm_cli", "hmm_command"),
+    "timescales": ("interp.rnn.timescales_cli", "timescales_command"),
     "phases": ("interp.depth.cli", "register"),
     "degeneracy": ("interp.degeneracy.cli", "degeneracy_command"),
 }

@@ -39,7 +39,8 @@ from interp.errors import (
     MissingDependencyError,
     TrainingDivergedError,
 )
-from interp.results import Result, write_atomically
+from interp.outputs import write_atomically
+from interp.results import Result
 from interp.rnn.hmm import HMMTask, output_statistics, statistic_distances
 from interp.rnn.nets import RecurrentNet, register_net
 from interp.rnn.tasks import make_task
