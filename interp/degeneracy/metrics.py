@@ -82,15 +82,14 @@ class Degeneracy(Result):
         return [i for i, a in enumerate(self.accuracy.tolist()) if a < self.min_accuracy]
 
     def accuracy_note(self) -> str | None:
-        """One line flagging the members below the accuracy threshold, or None when all pass."""
+        """Two lines flagging the members below the accuracy threshold, or None when all pass."""
         below = self.below_threshold
         if not below:
             return None
-        members = ", ".join(f"{i} ({float(self.accuracy[i]):.2f})" for i in below)
         return (
-            f"WARNING: {len(below)} of {len(self.accuracy)} nets are below the accuracy threshold "
-            f"{self.min_accuracy:g} (model: accuracy {members}); their distances compare nets "
-            "that did not learn the task (train longer, or raise the hidden size / lr)"
+            f"WARNING: {len(below)} of {len(self.accuracy)} nets did not learn the task "
+            f"(held-out accuracy < {self.min_accuracy:g});\n  models "
+            f"{', '.join(map(str, below))}; train longer or change the hidden size or lr"
         )
 
     def table(self) -> str:
@@ -98,8 +97,9 @@ class Degeneracy(Result):
         below = len(self.below_threshold)
         lines = [
             f"Degeneracy of {len(e['seeds'])} {e['net']['kind']} nets (hidden {e['net']['hidden_size']}) "
-            f"on {e['task']['name']}; mean accuracy {float(self.accuracy.mean()):.3f}; "
-            f"{below} below {self.min_accuracy:g}",
+            f"on {e['task']['name']}",
+            f"mean accuracy {float(self.accuracy.mean()):.3f}; {below} of {len(self.accuracy)} "
+            f"below the accuracy threshold {self.min_accuracy:g}",
         ]
         note = self.accuracy_note()
         if note is not None:
@@ -110,10 +110,11 @@ class Degeneracy(Result):
             pairs = d[left, right]
             lines.append(
                 f"{name:<14} {METRICS.get(name, '?'):<10} {self.summary[name]:>11.4g} "
-                f"{float(pairs.min()):>9.4g} {float(pairs.max()):>9.4g}"
-                + ("  (includes flagged nets)" if below else "")
+                f"{float(pairs.min()):>9.4g} {float(pairs.max()):>9.4g}" + ("  *" if below else "")
             )
         lines.append("degeneracy = mean distance over the N(N-1)/2 pairs of distinct members")
+        if below:
+            lines.append("* includes pairs with a net below the accuracy threshold")
         return "\n".join(lines)
 
     def figure(self):

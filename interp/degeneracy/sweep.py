@@ -135,7 +135,11 @@ class DegeneracySweep(Result):
         note = (
             f"below = nets (of {n_models}) under the accuracy threshold {minimum:g}; "
             f"{flagged} of {len(pivot)} ensembles have some"
-            + (": their degeneracy compares nets that did not learn the task" if flagged else "")
+            + (
+                "\n  (their degeneracy compares nets that did not learn the task)"
+                if flagged
+                else ""
+            )
         )
         return pivot.to_string(float_format=lambda v: f"{v:.4f}") + "\n" + note
 
