@@ -220,6 +220,10 @@ def test_phases_k_beyond_the_depth_is_refused_before_training(monkeypatch):
     monkeypatch.setattr("interp.depth.vit.digits_vit", train)
     result = runner.invoke(app, ["phases", "--k", "100"])
     assert one_line(result, 1) == "error: --k 100: the digits ViT has 12 layers; pass --k 1..12"
+    from interp.depth.cli import DIGITS_VIT_DEPTH
+    from interp.depth.vit import ViTConfig
+
+    assert ViTConfig().depth == DIGITS_VIT_DEPTH  # the CLI's copy, kept to avoid importing torch
 
 
 @pytest.mark.parametrize(

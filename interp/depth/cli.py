@@ -12,6 +12,7 @@ from interp.outputs import check_output, write_or_keep
 METHODS = ("dp", "maxcut")  # interp.depth.phases.METHODS (not imported: it loads torch)
 METRICS = ("cosine", "cka")  # interp.depth.similarity.METRICS
 MAXCUT_LAYERS = 22
+DIGITS_VIT_DEPTH = 12  # ViTConfig().depth, known here so --k is checked before torch is imported
 
 
 def register(app: typer.Typer) -> None:
@@ -94,10 +95,10 @@ def register(app: typer.Typer) -> None:
         if out is not None:
             check_output(out, overwrite=overwrite)
         if model == "digits-vit":
+            _check_k(k, DIGITS_VIT_DEPTH, method, "the digits ViT")
             from interp.depth.vit import ViTConfig
 
             config = ViTConfig(drop_path=drop_path, epochs=epochs)
-            _check_k(k, config.depth, method, "the digits ViT")
             result = _study_digits(config, k, method, epsilon, metric, raptor, steps)
         else:
             from interp.depth.study import study_language_model
