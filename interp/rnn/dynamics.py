@@ -108,8 +108,10 @@ def residency_times(
 ) -> Tensor:
     """Steps until the argmax output changes, ``[N, n_continuations]`` (long), all at once.
 
-    ``noise`` (``[N, R, horizon, I]``) fixes the continuations' inputs; otherwise they are drawn
-    step by step from ``generator`` (``noise_scale`` · N(0, 1)).
+    All ``N · R`` continuations step together; each one leaves the batch as soon as its output
+    changes, so the work is proportional to the residency times. ``noise`` (``[N, R, horizon,
+    I]``) fixes the continuations' inputs; otherwise they are drawn step by step from
+    ``generator`` (``noise_scale`` · N(0, 1)), for the continuations still running.
     """
     _check_net(net)
     n, size = states.shape
@@ -120,23 +122,25 @@ def residency_times(
     if n_continuations < 1 or horizon < 1:
         raise InvalidArgumentError("need n_continuations >= 1 and horizon >= 1")
     inputs = net.weight_ih.shape[1]
+    flat_noise = None if noise is None else noise.reshape(n * n_continuations, horizon, inputs)
     with torch.no_grad():
         h = states.repeat_interleave(n_continuations, 0)
         start = symbols(net, h)
         result = torch.full((h.shape[0],), horizon, dtype=torch.long)
-        done = torch.zeros(h.shape[0], dtype=torch.bool)
+        alive = torch.arange(h.shape[0])  # continuations whose output has not changed yet
         for t in range(horizon):
             if noise is None:
                 u = noise_scale * torch.randn(
-                    h.shape[0], inputs, generator=generator, dtype=h.dtype
+                    len(alive), inputs, generator=generator, dtype=h.dtype
                 )
             else:
-                u = noise[:, :, t].reshape(-1, inputs)
+                u = flat_noise[alive, t]
             h = gain_step(net, h, u)
-            changed = (symbols(net, h) != start) & ~done
-            result[changed] = t + 1
-            done |= changed
-            if bool(done.all()):
+            changed = symbols(net, h) != start
+            result[alive[changed]] = t + 1
+            keep = ~changed  # drop finished continuations: the work follows the residency times
+            alive, h, start = alive[keep], h[keep], start[keep]
+            if not len(alive):
                 break
     return result.view(n, n_continuations)
 
