@@ -46,9 +46,19 @@ def cache_root() -> Path:
     return Path(os.environ.get("INTERP_CACHE", Path.home() / ".cache" / "interp")).expanduser()
 
 
+CACHE_AREAS = ("gguf", "depth", "unsaved")  # the cache's subfolders, each written only by interp
+
+
 def in_cache(path: str | os.PathLike) -> bool:
-    """Whether ``path`` lies inside interp's cache (interp owns everything there)."""
-    return Path(path).absolute().is_relative_to(cache_root().absolute())
+    """Whether ``path`` lies in one of interp's cache areas (interp owns everything there).
+
+    Only the known subfolders count, so a cache root set to a shared folder (``INTERP_CACHE=~``)
+    never makes the user's own files replaceable.
+    """
+    path, root = Path(path).absolute(), cache_root().absolute()
+    return path.is_relative_to(root) and path.relative_to(root).parts[:1] in [
+        (area,) for area in CACHE_AREAS
+    ]
 
 
 def written_by_interp(path: str | os.PathLike) -> bool:

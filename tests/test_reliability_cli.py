@@ -263,3 +263,21 @@ def test_an_os_error_on_a_path_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr("interp.filecheck.read_json", unreadable)
     result = runner.invoke(app, ["fixed-points", "--run", str(run)])
     assert one_line(result, 1) == f"error: {run / 'config.json'}: Permission denied"
+
+
+def test_a_cache_root_on_a_shared_folder_makes_nothing_of_the_users_replaceable(
+    tmp_path, monkeypatch
+):
+    from interp.errors import OutputExistsError
+    from interp.outputs import write_atomically
+
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path))  # e.g. INTERP_CACHE=~
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(OutputExistsError, match="was not written by interp"):
+        write_atomically(notes, lambda tmp: tmp.write_text("interp's"), overwrite=True)
+    assert notes.read_text() == "mine"
+    converted = tmp_path / "gguf" / "model-0123"  # interp's own cache area: created and replaced
+    for text in ("first", "second"):
+        write_atomically(converted, lambda tmp, t=text: tmp.write_text(t), overwrite=True)
+    assert converted.read_text() == "second"
