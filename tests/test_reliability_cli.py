@@ -281,3 +281,33 @@ def test_a_cache_root_on_a_shared_folder_makes_nothing_of_the_users_replaceable(
     for text in ("first", "second"):
         write_atomically(converted, lambda tmp, t=text: tmp.write_text(t), overwrite=True)
     assert converted.read_text() == "second"
+
+
+def test_interps_outputs_are_recognized_even_without_its_marker(tmp_path):
+    """Results, runs, reports and activations written by earlier versions (no ``.interp`` file)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from interp.outputs import written_by_interp
+
+    result = tmp_path / "result"
+    result.mkdir()
+    (result / "result.json").write_text(json.dumps({"type": "HeadScores", "interp_version": "0"}))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"net": {}, "task": {}}))
+    (run / "weights.safetensors").write_bytes(b"")
+    report = tmp_path / "r.html"
+    report.write_text('<html><head><meta name="generator" content="interp 0.1.0">')
+    acts = tmp_path / "a.safetensors"
+    save_file({"x": torch.ones(1)}, str(acts), {"interp_version": "0.1.0"})
+    for path in (result, run, report, acts):
+        assert written_by_interp(path), path
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "result.json").write_text("{}")
+    other = tmp_path / "b.safetensors"
+    save_file({"x": torch.ones(1)}, str(other))
+    for path in (plain, other, tmp_path / "notes.txt"):
+        assert not written_by_interp(path), path
