@@ -213,3 +213,17 @@ def test_counts_of_results_saved_before_the_reasons_still_print(tmp_path):
         fp.counts.pop(key)
     fp.save(tmp_path / "fp")
     assert "duplicates, 0 not converged." in FixedPoints.load(tmp_path / "fp").table()
+
+
+def test_train_command_at_a_huge_learning_rate_is_one_line_and_saves_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+
+    out = tmp_path / "run"
+    args = ["train", "--task", "flipflop", "--steps", "10", "--lr", "1e6", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: training diverged at step 2: the loss")
+    assert "Traceback" not in result.output and not out.exists()
