@@ -311,3 +311,31 @@ def test_interps_outputs_are_recognized_even_without_its_marker(tmp_path):
     save_file({"x": torch.ones(1)}, str(other))
     for path in (plain, other, tmp_path / "notes.txt"):
         assert not written_by_interp(path), path
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["train", "--task", "flipflop", "--net", "foo"],
+            "error: unknown net kind 'foo'; known kinds: gru, leaky, lstm, rnn_relu, rnn_tanh, "
+            "state_regularized",
+        ),
+        (
+            ["degeneracy", "--net", "foo"],
+            "error: unknown net kind 'foo'; known kinds: gru, leaky, lstm, rnn_relu, rnn_tanh, "
+            "state_regularized",
+        ),
+        (["degeneracy", "--task", "flipflip"], "error: unknown task 'flipflip'; known tasks: "),
+    ],
+    ids=["train-net", "degeneracy-net", "degeneracy-task"],
+)
+def test_a_bad_net_or_task_is_refused_before_training(tmp_path, monkeypatch, args, line):
+    def train(*args, **kwargs):
+        raise AssertionError("trained before checking the net and task")
+
+    monkeypatch.setattr("interp.rnn.training.train", train)
+    monkeypatch.setattr("interp.degeneracy.ensemble.train_ensemble", train)
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "out.html")])
+    assert one_line(result, 1).startswith(line)
+    assert list(tmp_path.iterdir()) == []

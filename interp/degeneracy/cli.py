@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from interp.cli_errors import choice, non_negative_finite, positive_finite, user_errors
+from interp.cli_errors import non_negative_finite, positive_finite, user_errors
 from interp.outputs import check_output, write_or_keep
 from interp.rnn.cli import NETS, make_task_checked, parse_options
 
@@ -20,9 +20,7 @@ def degeneracy_command(
         16, min=2, help="Number of networks in the ensemble (each with its own init and data seed)."
     ),
     out: Path = typer.Option(..., help="HTML report to write (distance heatmaps, MDS, tables)."),
-    net: str = typer.Option(
-        "rnn_tanh", help=f"Network kind: {', '.join(NETS)}.", callback=choice(*NETS)
-    ),
+    net: str = typer.Option("rnn_tanh", help=f"Network kind: {', '.join(NETS)}."),
     hidden: int = typer.Option(32, min=1, help="Hidden units per network."),
     steps: int = typer.Option(
         500, min=1, help="Training steps (all networks train together, one batch each per step)."
@@ -81,9 +79,12 @@ def degeneracy_command(
 
     from interp.degeneracy.ensemble import train_ensemble
     from interp.degeneracy.metrics import measure_degeneracy
+    from interp.rnn.nets import make_net
     from interp.viz import Report
 
-    make_task_checked(task, task_options)  # a bad task or option fails before the training
+    task_obj = make_task_checked(task, task_options)  # a bad task or option: before training
+    with user_errors(ValueError, TypeError):  # interp.rnn.nets raises built-in types for now
+        make_net(net, task_obj.input_size, hidden, task_obj.output_size)
     with user_errors(ValueError, TypeError):  # interp.degeneracy raises built-in types for now
         ensemble = train_ensemble(
             task,
