@@ -43,6 +43,17 @@ def parse_options(options: list[str]) -> dict[str, object]:
     return parsed
 
 
+def _accepts(default: object, value: object) -> bool:
+    """Whether ``value`` may replace a task option whose default is ``default``."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if not isinstance(default, int | float):
+        return True  # strings, lists, None: the task checks them itself
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(default, float) or float(value).is_integer()
+
+
 def make_task_checked(name: str, options: dict[str, object]):
     """Build the task, refusing an option whose value has another type than its default's.
 
@@ -54,17 +65,10 @@ def make_task_checked(name: str, options: dict[str, object]):
         defaults = make_task(name).config
         for key, value in options.items():
             default = defaults.get(key)
-            if isinstance(default, bool) or default is None:
-                ok = default is None or isinstance(value, bool)
-            elif isinstance(default, int | float):
-                ok = isinstance(value, int | float) and not isinstance(value, bool)
-                ok = ok and (isinstance(default, float) or float(value).is_integer())
-            else:
-                ok = True
-            if not ok:
+            if not _accepts(default, value):
                 kind = type(default).__name__
                 raise typer.BadParameter(
-                    f"{key}={value!r}: task {name!r} takes {'a' if kind != 'int' else 'an'} "
+                    f"{key}={value!r}: task {name!r} takes {'an' if kind == 'int' else 'a'} "
                     f"{kind} for {key} (default {default!r})",
                     param_hint="'-o' / '--option'",
                 )
