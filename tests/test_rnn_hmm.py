@@ -172,3 +172,13 @@ def test_sinkhorn_is_zero_between_identical_clouds_and_training_reduces_it(tmp_p
     assert torch.equal(loaded.loss, result.loss) and loaded.fit == result.fit
     with pytest.raises(InvalidArgumentError, match="backend"):
         sinkhorn_loss(backend="gpu")
+
+
+def test_shipped_hmm_table_is_what_the_script_writes():
+    import json
+    from pathlib import Path
+
+    from analyses.hmm_definitions import table
+
+    shipped = json.loads((Path(__file__).parents[1] / "data" / "hmm_definitions.json").read_text())
+    assert shipped["hmms"] == table()["hmms"]
