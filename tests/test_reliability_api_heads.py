@@ -87,7 +87,8 @@ def test_cli_with_no_retrieved_test_prints_the_reason_not_nan_tables(tmp_path):
     )
     assert "retrieval heads: not scored (no needle test was retrieved)" in result.output
     assert "nan" not in result.output and "classified as retrieval heads" not in result.output
-    assert "No needle test was retrieved" in (tmp_path / "r").read_text()
+    html = (tmp_path / "r").read_text()
+    assert "No needle test was retrieved" in html and "No head was scored: 0 of 1 tests" in html
 
 
 @pytest.mark.parametrize("finder", ["induction_scores", "successor_scores", "retrieval_grid"])

@@ -26,14 +26,13 @@ from typing import Any
 
 import plotly.graph_objects as go
 import torch
-from tqdm import tqdm
 
 from interp import __version__
 from interp.heads.checks import check_model
-from interp.heads.decoding import greedy_decode, responses
 from interp.heads.defaults import DEFAULT_DEPTHS, MAX_LENGTH, MAX_NEW_TOKENS, MIN_LENGTH, N_NEEDLES
-from interp.heads.haystack import build_prompts
-from interp.heads.needles import Needle, load_needles, rouge1_recall, synthetic_needle
+from interp.heads.needle_tests import copy_paste_scores as copy_paste_scores  # re-exported
+from interp.heads.needle_tests import default_needles, run_needle_tests
+from interp.heads.needles import Needle
 from interp.heads.scores import HeadScores
 from interp.results import Result
 from interp.viz import heatmap
@@ -71,30 +70,6 @@ def default_lengths(
         lengths.append(length)
         length *= 2
     return max_length, [*lengths, max_length]
-
-
-def copy_paste_scores(
-    argmax: torch.Tensor,
-    generated: torch.Tensor,
-    active: torch.Tensor,
-    prompts: torch.Tensor,
-    spans: torch.Tensor,
-) -> torch.Tensor:
-    """Per-test, per-head copy-paste score ``[B, L, H]`` = copies / span length.
-
-    ``argmax [S, L, B, H]`` top-1 key per step; ``generated [B, S]`` token produced at each step;
-    ``active [S, B]``; ``prompts [B, T]``; ``spans [B, 2]`` half-open answer spans in the prompt.
-    """
-    steps, layers, batch, heads = argmax.shape
-    start, end = spans[:, 0].view(1, 1, batch, 1), spans[:, 1].view(1, 1, batch, 1)
-    in_span = (argmax >= start) & (argmax < end)
-    key = argmax.clamp(0, prompts.shape[1] - 1)
-    rows = torch.arange(batch).view(1, 1, batch, 1).expand_as(key)
-    attended_token = prompts[rows, key]  # [S, L, B, H]
-    made = generated.T.reshape(steps, 1, batch, 1)
-    copies = in_span & (attended_token == made) & active.view(steps, 1, batch, 1)
-    length = (spans[:, 1] - spans[:, 0]).double().view(batch, 1, 1)
-    return copies.sum(0).permute(1, 0, 2).double() / length
 
 
 @dataclasses.dataclass
@@ -230,72 +205,6 @@ class RetrievalGrid(Result):
             zmin=0.0,
             zmax=1.0,
         )
-
-
-def default_needles(model, synthetic: bool, n_needles: int, seed: int) -> list[Needle]:
-    if synthetic:
-        return [synthetic_needle(model.tokenizer, seed=seed + i) for i in range(n_needles)]
-    needles = load_needles()
-    if n_needles > len(needles):
-        raise ValueError(
-            f"{len(needles)} needles ship with interp; asked for n_needles={n_needles}"
-        )
-    return needles[:n_needles]
-
-
-def run_needle_tests(
-    model,
-    needles: list[Needle],
-    lengths: list[int],
-    depths: list[float],
-    *,
-    record_heads: bool = True,
-    max_new_tokens: int = 50,
-    suppress_steps: int = 3,
-    text: str | None = None,
-    chat: bool | None = None,
-    progress: bool = True,
-    desc: str = "needle tests",
-) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """Recall ``[N, nL, nD]``, head scores ``[N, nL, nD, L, H]`` (zeros unless ``record_heads``) and
-    responses; all depths of one (needle, length) run as one batch (a progress bar counts tests)."""
-    recall = torch.zeros(len(needles), len(lengths), len(depths), dtype=torch.float64)
-    heads = torch.zeros(
-        len(needles), len(lengths), len(depths), model.n_layers, model.n_heads, dtype=torch.float64
-    )
-    texts: list = []
-    bar = tqdm(
-        total=len(needles) * len(lengths) * len(depths),
-        desc=desc,
-        unit="test",
-        disable=not progress,
-    )
-    with bar:
-        for n, needle in enumerate(needles):
-            grid = build_prompts(model, needle, lengths, depths, text=text, chat=chat)
-            texts.append([])
-            for i, row in enumerate(grid):
-                bar.set_postfix(needle=n + 1, length=lengths[i])
-                prompts = torch.stack([p.tokens for p in row])
-                trace = greedy_decode(
-                    model,
-                    prompts,
-                    max_new_tokens=max_new_tokens,
-                    suppress_steps=suppress_steps,
-                    record_argmax=record_heads,
-                )
-                answers = responses(model, trace)
-                texts[-1].append(answers)
-                recall[n, i] = torch.tensor(
-                    [rouge1_recall(needle.answer, a) for a in answers], dtype=torch.float64
-                )
-                if record_heads:
-                    spans = torch.tensor([p.span for p in row], dtype=torch.long)
-                    heads[n, i] = copy_paste_scores(
-                        trace.argmax, trace.generated, trace.active, prompts, spans
-                    )
-                bar.update(len(row))
-    return recall, heads, texts
 
 
 def grid_settings(
@@ -472,13 +381,18 @@ def retrieval_report_sections(
     found = scores.heads()
     total = scores.n_layers * scores.n_heads
     settings = grid.settings
-    report.text(
-        f"Retrieval head: mean copy-paste score over retrieved tests > {scores.thresholds.get('retrieval', 0.1):g}. "
-        f"{len(found)} of {total} heads ({100 * len(found) / total:.1f}%); "
-        f"{scores.settings.get('successful_tests')} of {scores.settings.get('tests')} tests retrieved the needle. "
-        f"Median head score {float(values.nanmedian()):.3f}; heads never firing: "
-        f"{int((scores['fire_rate'] == 0).sum())}."
-    )
+    failure = grid.no_success_message()
+    tests = f"{scores.settings.get('successful_tests')} of {scores.settings.get('tests')} tests"
+    if failure is not None:
+        report.text(f"No head was scored: {tests} retrieved the needle.")
+    else:
+        report.text(
+            f"Retrieval head: mean copy-paste score over retrieved tests > "
+            f"{scores.thresholds.get('retrieval', 0.1):g}. {len(found)} of {total} heads "
+            f"({100 * len(found) / total:.1f}%); {tests} retrieved the needle. Median head score "
+            f"{float(values.nanmedian()):.3f}; heads never firing: "
+            f"{int((scores['fire_rate'] == 0).sum())}."
+        )
     report.text(
         f"Grid: {len(grid.questions)} {settings.get('needle_source', '')} needle(s) x prompt lengths "
         f"{grid.lengths} x depths {grid.depths}; greedy decoding of up to "
@@ -487,7 +401,6 @@ def retrieval_report_sections(
     )
     report.preformatted(grid.table())
     report.figure(grid.figure())
-    failure = grid.no_success_message()
     if failure is not None:
         report.text(failure[0].upper() + failure[1:] + ".")
     report.heading("Every test", level=3)
