@@ -102,6 +102,9 @@ class NNsightLM(NativeLM):
             width = kv.get_seq_length() + request.tokens.shape[1]
             ones = torch.ones(request.tokens.shape[0], width, dtype=torch.long)
             batch.setdefault("attention_mask", ones.to(request.tokens.device))
+        positions = request.position_ids()
+        if positions is not None:
+            batch["position_ids"] = positions
         if request.logits_to_keep:
             batch["logits_to_keep"] = request.logits_to_keep
         for probe in self._probes:

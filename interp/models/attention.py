@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -86,6 +87,10 @@ class RunPlan:
     stats_out: dict[int, object] = field(default_factory=dict)
     # the statistics' value checks (finite q/k, indices in range), read once when the run ends
     stats_checks: list[Check] = field(default_factory=list)
+    # hook name -> edits (interp.models.edits); q/k/v edits are applied by the probe
+    edits: dict[str, list] = field(default_factory=dict)
+    context: Callable[[str], object] | None = None  # hook name -> EditContext
+    detach: bool = True  # False when the run keeps the autograd graph
 
 
 class AttentionProbe:
@@ -96,6 +101,25 @@ class AttentionProbe:
         self.plan: RunPlan | None = None
         self.zero_heads: list[int] = []  # set by ablations: queries zeroed before the softmax
         self.scale: float | None = None  # the factor on q·k of the last call
+
+    def edit(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q/k/v after the run's edits (shown to them as ``[batch, pos, heads, d_head]``)."""
+        plan = self.plan
+        if plan is None or not plan.edits:
+            return query, key, value
+        from interp.models.edits import apply_edits
+
+        prefix = f"blocks.{self.layer}.attn."
+        edited = []
+        for kind, tensor in (("hook_q", query), ("hook_k", key), ("hook_v", value)):
+            edits = plan.edits.get(prefix + kind)
+            if edits:
+                ctx = plan.context(prefix + kind)
+                tensor = apply_edits(edits, tensor.transpose(1, 2), ctx).transpose(1, 2)
+            edited.append(tensor)
+        return tuple(edited)
 
     def observe(
         self,
@@ -113,11 +137,14 @@ class AttentionProbe:
             return
         wanted = plan.capture.get(self.layer, set())
         prefix = f"blocks.{self.layer}.attn."
+        keep = (lambda t: t.detach()) if plan.detach else (lambda t: t)
         for name, tensor in (("hook_q", query), ("hook_k", key), ("hook_v", value)):
             if name in wanted:
-                plan.outputs[prefix + name] = tensor.detach().transpose(1, 2)
+                plan.outputs[prefix + name] = keep(tensor).transpose(1, 2)
         if "hook_pattern" in wanted:
             plan.outputs[prefix + "hook_pattern"] = _pattern(query, key, mask, scale, features)
+        if "hook_attn_scores" in wanted:
+            plan.outputs[prefix + "hook_attn_scores"] = _scores(query, key, mask, scale, features)
         request = plan.stats
         if request is not None and (request.layers is None or self.layer in request.layers):
             plan.stats_out[self.layer] = layer_stats(
@@ -182,15 +209,15 @@ def layer_stats(
     return stats
 
 
-def _pattern(
+def _scores(
     query: torch.Tensor,
     key: torch.Tensor,
     mask: torch.Tensor | None,
     scale: float,
     features: AttentionFeatures,
 ) -> torch.Tensor:
-    """The explicit softmax pattern ``[batch, heads, queries, keys]`` (GQA keys repeated), with
-    the call's softcap and sinks (the mask already carries causality, padding and windows)."""
+    """The attention scores before the softmax ``[batch, heads, queries, keys]``: scaled q·k,
+    softcapped where the layer caps, -inf where the key is masked (causal, padding, window)."""
     groups = query.shape[1] // key.shape[1]
     keys = key.repeat_interleave(groups, dim=1) if groups > 1 else key
     logits = (query.float() @ keys.float().transpose(-1, -2)) * scale
@@ -203,7 +230,19 @@ def _pattern(
         )
     else:
         allowed = mask if mask.dtype == torch.bool else mask > torch.finfo(mask.dtype).min / 2
-    logits = logits.masked_fill(~allowed, float("-inf"))
+    return logits.masked_fill(~allowed, float("-inf")).to(query.dtype)
+
+
+def _pattern(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    mask: torch.Tensor | None,
+    scale: float,
+    features: AttentionFeatures,
+) -> torch.Tensor:
+    """The explicit softmax pattern ``[batch, heads, queries, keys]`` (GQA keys repeated), with
+    the call's softcap and sinks (the mask already carries causality, padding and windows)."""
+    logits = _scores(query, key, mask, scale, features).float()
     if features.sinks is None:
         return torch.softmax(logits, dim=-1).nan_to_num(0.0).to(query.dtype)
     sinks = features.sinks.float().reshape(1, -1, 1, 1).expand(*logits.shape[:-1], 1)
@@ -213,13 +252,14 @@ def _pattern(
 def _observe_and_ablate(module: torch.nn.Module, query, key, value, mask, scaling, kwargs):
     probe = getattr(module, "_interp_probe", None)
     if probe is None:
-        return query
+        return query, key, value
+    query, key, value = probe.edit(query, key, value)
     if probe.zero_heads:
         keep = torch.ones(query.shape[1], 1, 1, dtype=query.dtype, device=query.device)
         keep[probe.zero_heads] = 0
         query = query * keep
     probe.observe(query, key, value, mask, scaling, AttentionFeatures.of_call(kwargs))
-    return query
+    return query, key, value
 
 
 def interp_attention(
@@ -233,7 +273,9 @@ def interp_attention(
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
     """transformers attention function: observe through the module's probe, then run SDPA."""
-    query = _observe_and_ablate(module, query, key, value, attention_mask, scaling, kwargs)
+    query, key, value = _observe_and_ablate(
+        module, query, key, value, attention_mask, scaling, kwargs
+    )
     return sdpa_attention_forward(
         module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
     )
@@ -251,7 +293,9 @@ def interp_eager_attention(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """transformers attention function: observe, then run the module's own eager attention
     (its modeling file's ``eager_attention_forward``: softcapping and sinks included)."""
-    query = _observe_and_ablate(module, query, key, value, attention_mask, scaling, kwargs)
+    query, key, value = _observe_and_ablate(
+        module, query, key, value, attention_mask, scaling, kwargs
+    )
     eager = sys.modules[type(module).__module__].eager_attention_forward
     return eager(
         module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs

@@ -98,7 +98,10 @@ class Family:
     attention and MLP both read the block input.
 
     ``router``: the MoE router module in a layer (its output's first element is the router logits,
-    ``blocks.{l}.mlp.hook_router_logits``).
+    ``blocks.{l}.mlp.hook_router_logits``). ``mlp_in``/``mlp_down``: the MLP's input projection
+    (its output is ``mlp.hook_pre``, the gate's pre-activation in gated MLPs; Phi-3's fused
+    ``[gate | up]``) and output projection (its input is ``mlp.hook_post``, the neuron
+    activations); layers without them (MoE experts) do not offer these hooks.
     """
 
     name: str
@@ -128,6 +131,8 @@ class Family:
     logit_multiplier: Callable[[Config], float] | None = None
     final_softcap: Callable[[Config], float | None] | None = None
     router: str | None = None
+    mlp_in: str = "mlp.gate_proj"
+    mlp_down: str = "mlp.down_proj"
     notes: str = ""
 
 
@@ -190,7 +195,12 @@ FAMILIES: dict[str, Family] = {
             logit_multiplier=_reciprocal(_attr("logits_scaling")),
             notes="embedding, attention, residual and logit multipliers",
         ),
-        _row("starcoder2", notes="LayerNorm; biases; sliding window when configured"),
+        _row(
+            "starcoder2",
+            mlp_in="mlp.c_fc",
+            mlp_down="mlp.c_proj",
+            notes="LayerNorm; biases; sliding window when configured",
+        ),
         _row(
             "cohere",
             ln_mlp="input_layernorm",
@@ -211,12 +221,15 @@ FAMILIES: dict[str, Family] = {
             ln_final="model.final_layernorm",
             parallel=_always(True),
             notes="parallel attention + MLP over one LayerNorm; partial rotary",
+            mlp_in="mlp.fc1",
+            mlp_down="mlp.fc2",
         ),
         _row(
             "phi3",
             qkv="stacked",
             fused_qkv="self_attn.qkv_proj",
             notes="fused qkv and gate/up projections",
+            mlp_in="mlp.gate_up_proj",
         ),
         _row("mixtral", router="mlp.gate", notes="MoE MLP (top-k router)"),
         _row("qwen3_moe", router="mlp.gate", notes="MoE MLP; per-head q/k RMSNorm"),
@@ -236,6 +249,8 @@ FAMILIES: dict[str, Family] = {
             fused_qkv="attn.c_attn",
             notes="learned absolute positions; fused qkv (Conv1D)",
             n_kv_heads=_all_heads,
+            mlp_in="mlp.c_fc",
+            mlp_down="mlp.c_proj",
         ),
         _row(
             "gptj",
@@ -248,6 +263,8 @@ FAMILIES: dict[str, Family] = {
             parallel=_always(True),
             notes="parallel attention + MLP over one LayerNorm; partial rotary",
             n_kv_heads=_all_heads,
+            mlp_in="mlp.fc_in",
+            mlp_down="mlp.fc_out",
         ),
         _row(
             "gpt_neox",
@@ -261,6 +278,8 @@ FAMILIES: dict[str, Family] = {
             parallel=_flag("use_parallel_residual", True),
             notes="fused qkv interleaved per head; parallel residual (Pythia); partial rotary",
             n_kv_heads=_all_heads,
+            mlp_in="mlp.dense_h_to_4h",
+            mlp_down="mlp.dense_4h_to_h",
         ),
         _row(
             "falcon",
@@ -276,6 +295,8 @@ FAMILIES: dict[str, Family] = {
             parallel=_flag("parallel_attn", True),
             n_kv_heads=_falcon_kv_heads,
             notes="fused qkv (MQA or grouped); parallel attention + MLP",
+            mlp_in="mlp.dense_h_to_4h",
+            mlp_down="mlp.dense_4h_to_h",
         ),
         _row(
             "opt",
@@ -290,6 +311,8 @@ FAMILIES: dict[str, Family] = {
             positions="model.decoder.embed_positions",
             notes="learned absolute positions (offset 2); MLP as fc1/fc2 on the layer",
             n_kv_heads=_all_heads,
+            mlp_in="fc1",
+            mlp_down="fc2",
         ),
     )
 }

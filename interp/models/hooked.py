@@ -14,6 +14,7 @@ one device transfer at the end of the run. A backend implements only its forward
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -25,26 +26,29 @@ from torch import nn
 
 from interp._checks import finite_flag, raise_first_failure
 from interp.errors import (
-    ContextLengthError,
     InputTypeError,
     InvalidArgumentError,
     NonFiniteError,
     UnknownHookError,
 )
 from interp.models.attention import RunPlan, StatsRequest, as_stats_request
+from interp.models.edits import EditContext, Edits, resolve_edits
+from interp.models.generation import Generation, generate
 from interp.models.hooks import ActivationCache, resolve_hook_names, split_layer_name
 from interp.models.interventions import ABLATION_METHODS, AblationMethod, group_heads_by_layer
 from interp.models.protocol import Inputs
+from interp.models.tokens import PaddingSide, Tokenizing
 from interp.models.weights import HeadWeights
 
 PATTERN_LIMIT = 64 * 2**20  # values over all captured [B, H, T, T] patterns of one run
-_TOKEN_DTYPES = (torch.long, torch.int, torch.int32, torch.int64, torch.int16, torch.uint8)
 
 
 @dataclass
 class Forward:
     """What a backend's forward pass is asked to do: ``tokens``/``attention_mask`` are on the
-    model's device; every capture goes to ``plan.outputs`` under its hook name."""
+    model's device; every capture goes to ``plan.outputs`` under its hook name and every edit in
+    ``plan.edits`` replaces its hook's value (the backend passes ``position_ids(...)`` when there
+    is a mask, so that left padding is exact)."""
 
     tokens: torch.Tensor
     attention_mask: torch.Tensor | None
@@ -54,8 +58,26 @@ class Forward:
     use_cache: bool = False
     logits_to_keep: int = 0
 
+    def position_ids(self) -> torch.Tensor | None:
+        """``[batch, pos]`` positions of the new tokens counted over real tokens only (None
+        without a mask: the model's own ``arange`` is then right)."""
+        if self.attention_mask is None:
+            return None
+        positions = (self.attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+        return positions[:, -self.tokens.shape[1] :]
 
-class HookedLM(ABC):
+    def context(self, name: str) -> EditContext:
+        """What an edit of ``name`` is told about this run."""
+        positions = self.position_ids()
+        if positions is None:
+            past = self.past_key_values.get_seq_length() if self.past_key_values is not None else 0
+            length = self.tokens.shape[1]
+            positions = torch.arange(past, past + length, device=self.tokens.device)
+            positions = positions.expand(self.tokens.shape[0], -1)
+        return EditContext(name, split_layer_name(name)[0], self.attention_mask, positions)
+
+
+class HookedLM(Tokenizing, ABC):
     """A causal LM with TransformerLens-style hooks, per-head weights and attention statistics.
 
     Build it with :func:`interp.load_model`. ``run`` returns ``(logits, cache)``; the cache is an
@@ -104,115 +126,18 @@ class HookedLM(ABC):
         self, heads: dict[int, list[int]], method: AblationMethod
     ) -> AbstractContextManager[None]: ...
 
-    # ----------------------------------------------------------------- tokens
-    @property
-    def bos_token_id(self) -> int | None:
-        bos = getattr(self.tokenizer, "bos_token_id", None)
-        return bos if bos is not None else getattr(self.config, "bos_token_id", None)
-
-    @property
-    def eos_token_ids(self) -> list[int]:
-        """The token ids that end a generation (tokenizer and config, deduplicated)."""
-        ids: list[int] = []
-        for value in (
-            getattr(self.config, "eos_token_id", None),
-            getattr(self.tokenizer, "eos_token_id", None),
-        ):
-            values = value if isinstance(value, list | tuple) else [value]
-            ids += [int(v) for v in values if v is not None and int(v) not in ids]
-        return ids
-
-    def to_tokens(self, text: str | Sequence[str], *, prepend_bos: bool = True) -> torch.Tensor:
-        """Token ids ``[batch, pos]``; a list of texts is right-padded (see ``attention_mask``)."""
-        return self._encode(text, prepend_bos=prepend_bos)[0]
-
-    def _encode(
-        self, text: str | Sequence[str], *, prepend_bos: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        texts = [text] if isinstance(text, str) else text
-        if (
-            not isinstance(texts, Sequence)
-            or not texts
-            or not all(isinstance(t, str) for t in texts)
-        ):
-            raise InputTypeError(
-                "inputs must be a string, a non-empty list of strings or a tensor of token ids "
-                f"[pos] / [batch, pos]; got {type(text).__name__}"
-            )
-        ids = [self.tokenizer.encode(t, add_special_tokens=False) for t in texts]
-        if prepend_bos:
-            if self.bos_token_id is None:
-                raise InvalidArgumentError(f"{self.name} has no BOS token; pass prepend_bos=False")
-            ids = [[self.bos_token_id, *row] for row in ids]
-        width = max(len(row) for row in ids)
-        if width == 0:
-            raise InvalidArgumentError("text is empty: nothing to tokenize")
-        pad = getattr(self.tokenizer, "pad_token_id", None)
-        pad = pad if pad is not None else 0
-        tokens = torch.full((len(ids), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for row, values in enumerate(ids):
-            tokens[row, : len(values)] = torch.tensor(values, dtype=torch.long)
-            mask[row, : len(values)] = 1
-        return tokens, mask
-
-    def to_str_tokens(self, tokens: str | torch.Tensor, *, prepend_bos: bool = True) -> list[str]:
-        """The token strings of one sequence (text or ids)."""
-        if isinstance(tokens, str):
-            tokens = self.to_tokens(tokens, prepend_bos=prepend_bos)
-        if not isinstance(tokens, torch.Tensor) or not (tokens.dim() == 1 or tokens.shape[0] == 1):
-            raise InputTypeError("to_str_tokens takes one sequence (a string or ids [pos])")
-        return [self.tokenizer.decode([i]) for i in tokens.reshape(-1).tolist()]
-
-    def to_string(self, tokens: torch.Tensor) -> str:
-        return self.tokenizer.decode(tokens.reshape(-1).tolist())
-
-    def _as_tokens(
-        self, inputs: Inputs, attention_mask: torch.Tensor | None, prepend_bos: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if isinstance(inputs, torch.Tensor):
-            if inputs.dtype not in _TOKEN_DTYPES:
-                raise InputTypeError(f"token tensors must be integer ids, got {inputs.dtype}")
-            tokens = inputs.long().reshape(1, -1) if inputs.dim() == 1 else inputs.long()
-            if tokens.dim() != 2:
-                raise InvalidArgumentError(
-                    f"tokens must be [pos] or [batch, pos], got shape {tuple(inputs.shape)}"
-                )
-            if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.d_vocab):
-                raise InvalidArgumentError(
-                    f"token ids must lie in [0, {self.d_vocab}); got {tokens.min()}..{tokens.max()}"
-                )
-        else:
-            tokens, mask = self._encode(inputs, prepend_bos=prepend_bos)
-            attention_mask = (
-                mask if attention_mask is None and not bool(mask.all()) else attention_mask
-            )
-        if tokens.shape[1] == 0:
-            raise InvalidArgumentError("empty input: no tokens")
-        if attention_mask is not None and attention_mask.shape[0] != tokens.shape[0]:
-            raise InvalidArgumentError(
-                f"attention_mask has {attention_mask.shape[0]} rows but the batch has "
-                f"{tokens.shape[0]}"
-            )
-        return tokens, attention_mask
-
-    def check_length(self, length: int) -> None:
-        if length > self.n_ctx:
-            raise ContextLengthError(
-                f"input has {length} tokens but {self.name} has a context of {self.n_ctx} tokens; "
-                "shorten the text or split it"
-            )
-
     # ----------------------------------------------------------------- running
-    @torch.inference_mode()
     def run(
         self,
         inputs: Inputs,
         capture: str | Sequence[str] | None = None,
         attention_stats: StatsRequest | bool | None = None,
         *,
+        edits: Edits | None = None,
+        grad: bool = False,
         attention_mask: torch.Tensor | None = None,
         prepend_bos: bool = True,
+        padding_side: PaddingSide = "right",
         past_key_values: object | None = None,
         use_cache: bool = False,
         logits_to_keep: int = 0,
@@ -223,45 +148,94 @@ class HookedLM(ABC):
         per-query statistics (log-sum-exp, top-1 key, its probability, and probabilities on
         requested keys / key ranges) to ``cache.attention_stats`` without materializing the
         ``[T, T]`` pattern; sliding windows, logit softcapping and attention sinks are honoured.
+        ``edits={hook or pattern: fn(tensor, ctx) or tensor}`` replaces activations during the
+        run (see :mod:`interp.models.edits`; captures see the edited values). ``grad=True`` keeps
+        the autograd graph: captures are not detached, so a metric of the logits can be
+        back-propagated to them (off by default: inference mode). A list of texts of different
+        lengths is padded on ``padding_side``; the mask is ``cache.attention_mask`` and each
+        row's last real position ``cache.last_positions`` (``cache.at_last(logits)``). Position
+        ids follow the mask, so a left-padded row computes what it would alone.
         ``past_key_values``/``use_cache`` continue from a KV cache (decoding); the updated cache
-        is returned as ``cache.past_key_values``. ``logits_to_keep=n > 0`` returns logits for the
-        last ``n`` positions only, skipping the unembedding of the rest.
+        is ``cache.past_key_values``. ``logits_to_keep=n > 0`` returns logits for the last ``n``
+        positions only, skipping the unembedding of the rest.
         """
         check_logits_to_keep(logits_to_keep)
-        tokens, attention_mask = self._as_tokens(inputs, attention_mask, prepend_bos)
-        past = past_key_values.get_seq_length() if past_key_values is not None else 0
-        self.check_length(past + tokens.shape[1])
-        self._check_parallel(capture)
-        names = resolve_hook_names(capture, self.hook_names)
-        stats = as_stats_request(attention_stats, self.device)
-        self._check_request(names, stats, tokens, past)
+        with torch.inference_mode(not grad), torch.set_grad_enabled(grad):
+            tokens, attention_mask = self._as_tokens(
+                inputs, attention_mask, prepend_bos, padding_side
+            )
+            past = past_key_values.get_seq_length() if past_key_values is not None else 0
+            self.check_length(past + tokens.shape[1])
+            self._check_parallel(capture)
+            names = resolve_hook_names(capture, self.hook_names)
+            edit_map = resolve_edits(
+                [*self._edit_stack, *([edits] if edits else [])], self.hook_names
+            )
+            stats = as_stats_request(attention_stats, self.device)
+            self._check_request(names, stats, tokens, past)
+            request = self._request(tokens, attention_mask, names, edit_map, stats, grad)
+            request.past_key_values, request.use_cache = past_key_values, use_cache
+            request.logits_to_keep = logits_to_keep
+            logits, new_cache = self._forward(request)
+            batch, length = tokens.shape
+            outputs = request.plan.outputs
+            cache = ActivationCache(
+                {name: self._derived(name, outputs, batch, length) for name in names}
+            )
+            cache.attention_stats = request.plan.stats_out
+            cache.past_key_values = new_cache if use_cache else None
+            cache.attention_mask = attention_mask
+            cache.last_positions = last_positions(attention_mask, batch, length)
+            _check_finite(logits, cache, request.plan.stats_checks)
+        return logits, cache
+
+    def _request(
+        self,
+        tokens: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        names: list[str],
+        edit_map: dict[str, list],
+        stats: StatsRequest | None,
+        grad: bool,
+    ) -> Forward:
+        """The backend's forward request: inputs on the model's device, the probes' plan (what
+        the attention function captures and edits), and the position ids the mask implies."""
         device = self.device
         mask = attention_mask.to(device) if attention_mask is not None else None
-        plan = RunPlan(stats=stats, key_padding=mask.bool() if mask is not None else None)
-        needed = _with_dependencies(names)
-        for name in needed:
+        plan = RunPlan(
+            stats=stats,
+            key_padding=mask.bool() if mask is not None else None,
+            edits=edit_map,
+            detach=not grad,
+        )
+        for name in _with_dependencies([*names, *edit_map]):
             layer, hook = split_layer_name(name)
             if layer is not None and hook in _PROBE_HOOKS:
                 plan.capture.setdefault(layer, set()).add(hook.split(".")[1])
-        logits, new_cache = self._forward(
-            Forward(
-                tokens=tokens.to(device),
-                attention_mask=mask,
-                names=needed,
-                plan=plan,
-                past_key_values=past_key_values,
-                use_cache=use_cache,
-                logits_to_keep=logits_to_keep,
-            )
+        request = Forward(
+            tokens=tokens.to(device),
+            attention_mask=mask,
+            names=_with_dependencies(names),
+            plan=plan,
         )
-        batch, length = tokens.shape
-        cache = ActivationCache(
-            {name: self._derived(name, plan.outputs, batch, length) for name in names}
-        )
-        cache.attention_stats = plan.stats_out
-        cache.past_key_values = new_cache if use_cache else None
-        _check_finite(logits, cache, plan.stats_checks)
-        return logits, cache
+        plan.context = request.context
+        return request
+
+    def edits(self, edits: Edits) -> AbstractContextManager[None]:
+        """Context manager: every ``run`` inside the block applies ``edits`` (before the run's
+        own ``edits=``). Checked on entry against the model's hook names."""
+        resolve_edits([edits], self.hook_names)
+        return _pushed(self._edit_stack, edits)
+
+    @functools.cached_property
+    def _edit_stack(self) -> list[Edits]:
+        return []
+
+    def generate(self, inputs: Inputs, max_new_tokens: int = 20, **kwargs) -> Generation:
+        """Continue ``inputs`` token by token with the KV cache; see
+        :func:`interp.models.generation.generate` for the options (greedy or sampled, edits
+        and captures at every step)."""
+        return generate(self, inputs, max_new_tokens=max_new_tokens, **kwargs)
 
     def _derived(
         self, name: str, outputs: dict[str, torch.Tensor], batch: int, length: int
@@ -317,16 +291,23 @@ class HookedLM(ABC):
         self, names: list[str], stats: StatsRequest | None, tokens: torch.Tensor, past: int
     ) -> None:
         keys = past + tokens.shape[1]
-        layers = sum(n.endswith("attn.hook_pattern") for n in names)
-        size = layers * tokens.shape[0] * self.n_heads * tokens.shape[1] * keys
+        batch, length = tokens.shape
+        per_layer = {  # values one layer's capture holds
+            "attn.hook_pattern": batch * self.n_heads * length * keys,
+            "attn.hook_attn_scores": batch * self.n_heads * length * keys,
+            "attn.hook_result": batch * length * self.n_heads * self.d_model,
+        }
+        sizes = [per_layer.get(split_layer_name(n)[1], 0) for n in names]
+        size = sum(sizes)
         if size > PATTERN_LIMIT:
             gigabytes = size * torch.finfo(self.dtype).bits / 8 / 1e9
+            big = sorted({n.split(".", 2)[-1] for n, v in zip(names, sizes, strict=True) if v})
             raise InvalidArgumentError(
-                f"attn.hook_pattern on {layers} layer(s) would hold {size:,} values "
-                f"(batch {tokens.shape[0]} x {self.n_heads} heads x {tokens.shape[1]} x {keys} "
-                f"per layer, {gigabytes:.1f} GB); the limit is {PATTERN_LIMIT:,} values in all. "
-                "Capture fewer layers, use a shorter input, or pass attention_stats=... for "
-                "per-query statistics without the pattern"
+                f"{', '.join(big)} on {sum(v > 0 for v in sizes)} layer(s) would hold "
+                f"{size:,} values ({gigabytes:.1f} GB; a pattern is batch {batch} x "
+                f"{self.n_heads} heads x {length} x {keys} per layer); the limit is "
+                f"{PATTERN_LIMIT:,} values in all. Capture fewer layers, use a shorter input, "
+                "or pass attention_stats=... for per-query statistics without the pattern"
             )
         if stats is not None and stats.layers is not None:
             bad = [layer for layer in stats.layers if not 0 <= layer < self.n_layers]
@@ -398,8 +379,32 @@ class HookedLM(ABC):
         raise NotImplementedError(f"the {self.backend} backend exposes no decoder layers")
 
 
-# Hooks the attention probe captures (post-rotary q/k/v, the pattern).
-_PROBE_HOOKS = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern")
+# Hooks the attention probe captures or edits (post-rotary q/k/v, scores and pattern).
+_PROBE_HOOKS = (
+    "attn.hook_q",
+    "attn.hook_k",
+    "attn.hook_v",
+    "attn.hook_pattern",
+    "attn.hook_attn_scores",
+)
+
+
+def last_positions(mask: torch.Tensor | None, batch: int, length: int) -> torch.Tensor:
+    """Each row's last real position ``[batch]`` (the last 1 of the mask; ``length - 1``
+    without one), for right and left padding alike."""
+    if mask is None:
+        return torch.full((batch,), length - 1, dtype=torch.long)
+    index = torch.arange(mask.shape[1], device=mask.device)
+    return (mask.bool() * (index + 1)).argmax(-1).cpu() - (mask.shape[1] - length)
+
+
+@contextlib.contextmanager
+def _pushed(stack: list, item: object):
+    stack.append(item)
+    try:
+        yield
+    finally:
+        stack.remove(item)
 
 
 def _with_dependencies(names: list[str]) -> list[str]:

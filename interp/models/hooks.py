@@ -22,12 +22,15 @@ LAYER_HOOKS = (
     "attn.hook_v",
     "attn.hook_z",
     "attn.hook_pattern",
+    "attn.hook_attn_scores",
+    "attn.hook_result",
 )
+MLP_HOOKS = ("mlp.hook_pre", "mlp.hook_post")  # layers whose MLP has an in/out projection
 GLOBAL_HOOKS = ("hook_embed", "hook_pos_embed", "ln_final.hook_normalized")
 ROUTER_HOOK = "mlp.hook_router_logits"  # MoE layers only
 # Hooks a glob reaches only when its last segment names them literally: an attention pattern is
 # [batch, heads, T, T] per layer, so ``blocks.*`` or ``blocks.*.attn.*`` must not pull it in.
-EXPLICIT_ONLY = ("hook_pattern",)
+EXPLICIT_ONLY = ("hook_pattern", "hook_attn_scores", "hook_result")
 _WILDCARD = re.compile(r"[*?\[]")
 _LAYER_NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
@@ -37,19 +40,27 @@ def all_hook_names(
     *,
     positions: bool = False,
     router_layers: Iterable[int] = (),
+    mlp_layers: Iterable[int] = (),
     parallel: bool = False,
+    per_head: bool = True,
 ) -> list[str]:
     """Every hook name a model with ``n_layers`` blocks offers, in forward order.
 
     ``positions``: the model adds learned absolute position embeddings (``hook_pos_embed``);
     ``router_layers``: the MoE layers, which offer ``mlp.hook_router_logits``; ``parallel``:
-    attention and MLP both read the block input, so there is no ``hook_resid_mid``.
+    attention and MLP both read the block input, so there is no ``hook_resid_mid``;
+    ``mlp_layers``: the layers offering the neuron hooks ``mlp.hook_pre``/``mlp.hook_post``;
+    ``per_head``: the backend offers ``attn.hook_result`` and ``attn.hook_attn_scores``.
     """
-    routed = set(router_layers)
+    routed, neurons = set(router_layers), set(mlp_layers)
     names = ["hook_embed", *(["hook_pos_embed"] if positions else [])]
     hooks = [h for h in LAYER_HOOKS if not (parallel and h == "hook_resid_mid")]
+    if not per_head:
+        hooks = [h for h in hooks if h not in ("attn.hook_result", "attn.hook_attn_scores")]
     for layer in range(n_layers):
         names += [f"blocks.{layer}.{hook}" for hook in hooks]
+        if layer in neurons:
+            names += [f"blocks.{layer}.{hook}" for hook in MLP_HOOKS]
         if layer in routed:
             names.append(f"blocks.{layer}.{ROUTER_HOOK}")
     names.append("ln_final.hook_normalized")
@@ -162,12 +173,25 @@ class ActivationCache(dict):
 
     ``attention_stats`` maps a layer index to that layer's
     :class:`interp.kernels.AttentionStats`; ``stats(field)`` stacks one field over layers.
+    ``attention_mask`` is the run's padding mask ``[batch, pos]`` (1 = real token; None when
+    nothing was padded) and ``last_positions`` each sequence's last real position ``[batch]``;
+    ``at_last(x)`` picks those positions from any ``[batch, pos, ...]`` tensor (the logits of a
+    ragged batch included).
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.attention_stats: dict[int, object] = {}
         self.past_key_values: object | None = None
+        self.attention_mask: torch.Tensor | None = None
+        self.last_positions: torch.Tensor | None = None
+
+    def at_last(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [batch, pos, ...]`` at each sequence's last real position: ``[batch, ...]``."""
+        if self.last_positions is None:
+            raise UnknownNameError("this cache records no positions (it was not made by a run)")
+        rows = torch.arange(x.shape[0], device=x.device)
+        return x[rows, self.last_positions.to(x.device)]
 
     def __missing__(self, key: object) -> torch.Tensor:
         captured = ", ".join(sorted(self)) or "nothing"

@@ -17,13 +17,14 @@ from contextlib import AbstractContextManager, ExitStack
 import torch
 from torch import nn
 
-from interp.errors import InvalidArgumentError
+from interp.errors import InvalidArgumentError, UnsupportedModelError
 from interp.models.attention import AttentionProbe, register_attention_function
 from interp.models.families import Family, family_for, get_submodule, scalar
 from interp.models.hf_compat import cache_argument, first, returned_cache
 from interp.models.hooked import Forward, HookedLM
-from interp.models.hooks import all_hook_names, split_layer_name
+from interp.models.hooks import all_hook_names
 from interp.models.interventions import AblationMethod, probe_ablation
+from interp.models.native_sites import HookSites
 from interp.models.protocol import NormKind
 from interp.models.weights import HeadWeights, read_head_weights
 
@@ -57,11 +58,17 @@ class NativeLM(HookedLM):
         self.n_ctx: int = getattr(config, "max_position_embeddings", None) or config.n_positions
         self.parallel = self.family.parallel(config)
         self._layers = get_submodule(model, self.family.layers)
-        routed = [i for i, layer in enumerate(self._layers) if self._router(layer) is not None]
+        routed = [i for i, layer in enumerate(self._layers) if self._has(layer, "router")]
+        neurons = [
+            i
+            for i, layer in enumerate(self._layers)
+            if self._has(layer, "mlp_in") and self._has(layer, "mlp_down")
+        ]
         self.hook_names = all_hook_names(
             self.n_layers,
             positions=self.family.positions is not None,
             router_layers=routed,
+            mlp_layers=neurons,
             parallel=self.parallel,
         )
         eager = getattr(config, "_attn_implementation", None) == "eager" or not getattr(
@@ -92,9 +99,11 @@ class NativeLM(HookedLM):
         keep = {"logits_to_keep": request.logits_to_keep} if request.logits_to_keep else {}
         with ExitStack() as stack:
             self._install(stack, request)
+            positions = request.position_ids()
             output = self.model(
                 input_ids=request.tokens,
                 attention_mask=request.attention_mask,
+                **({"position_ids": positions} if positions is not None else {}),
                 use_cache=request.use_cache,
                 **kv_cache,
                 **keep,
@@ -102,82 +111,39 @@ class NativeLM(HookedLM):
         return output.logits, returned_cache(output) if request.use_cache else None
 
     def _install(self, stack: ExitStack, request: Forward) -> None:
-        """Register exactly the hooks the request needs; ``stack`` removes them afterwards."""
-        outputs = request.plan.outputs
-
-        def store(name: str, value: torch.Tensor) -> None:
-            outputs[name] = value.detach()
-
+        """Register exactly the hooks the request captures or edits; ``stack`` removes them."""
+        plan = request.plan
+        plan.context = request.context
         for probe in self._probes:
-            probe.plan = request.plan
+            probe.plan = plan
             stack.callback(setattr, probe, "plan", None)
-        wanted = set(request.names)
-        family = self.family
-        if "hook_embed" in wanted:
-            factor = scalar(family.embed_multiplier, self.config)
-            self._hook_output(stack, self.model, family.embed, "hook_embed", store, factor)
-        if "hook_pos_embed" in wanted:
-            self._hook_output(stack, self.model, family.positions, "hook_pos_embed", store)
-        if "ln_final.hook_normalized" in wanted:
-            self._hook_output(stack, self.model, family.ln_final, "ln_final.hook_normalized", store)
-        by_layer: dict[int, set[str]] = {}
-        for name in request.names:
-            layer, suffix = split_layer_name(name)
-            if layer is not None:
-                by_layer.setdefault(layer, set()).add(suffix)
-        for layer, suffixes in by_layer.items():
-            self._install_layer(stack, layer, suffixes, store)
-
-    @staticmethod
-    def _hook_output(
-        stack: ExitStack,
-        root: nn.Module,
-        path: str,
-        name: str,
-        store: Store,
-        factor: float | None = None,
-        *,
-        copy: bool = False,
-    ) -> None:
-        """Store ``path``'s output (times ``factor``); ``copy`` where the model may add into that
-        output in place after the hook ran (Falcon's parallel block does ``mlp_out += attn``)."""
-
-        def hook(module, inputs, output):
-            value = first(output)
-            if factor is not None:
-                value = value * factor
-            store(name, value.clone() if copy and factor is None else value)
-
-        stack.callback(get_submodule(root, path).register_forward_hook(hook).remove)
-
-    def _install_layer(self, stack: ExitStack, layer: int, suffixes: set[str], store) -> None:
-        block, family, prefix = self._layers[layer], self.family, f"blocks.{layer}."
-        residual = scalar(family.residual_multiplier, self.config)
-        if "hook_resid_pre" in suffixes:
-
-            def pre(module, args, kwargs):
-                store(prefix + "hook_resid_pre", args[0] if args else kwargs["hidden_states"])
-
-            stack.callback(block.register_forward_pre_hook(pre, with_kwargs=True).remove)
-        if "hook_attn_out" in suffixes:
-            path = family.attn_out_norm or family.attn
-            name = prefix + "hook_attn_out"
-            self._hook_output(stack, block, path, name, store, residual, copy=True)
-        if "hook_mlp_out" in suffixes:
-            path = family.mlp_out_norm or family.mlp
-            name = prefix + "hook_mlp_out"
-            self._hook_output(stack, block, path, name, store, residual, copy=True)
-        if "hook_resid_post" in suffixes:
-            self._hook_output(stack, self._layers, str(layer), prefix + "hook_resid_post", store)
-        if "mlp.hook_router_logits" in suffixes:
-            self._hook_output(stack, block, family.router, prefix + "mlp.hook_router_logits", store)
-        if "attn.hook_z" in suffixes:
-
-            def z(module, args, kwargs):
-                store(prefix + "attn.hook_z", args[0] if args else kwargs["input"])
-
-            o_proj = get_submodule(block, family.o_proj)
-            stack.callback(o_proj.register_forward_pre_hook(z, with_kwargs=True).remove)
+        sites = HookSites(stack, request)
+        family, config = self.family, self.config
+        sites.output(
+            "hook_embed", self.model, family.embed, scalar(family.embed_multiplier, config)
+        )
+        if family.positions is not None:
+            sites.output("hook_pos_embed", self.model, family.positions)
+        sites.output("ln_final.hook_normalized", self.model, family.ln_final)
+        residual = scalar(family.residual_multiplier, config)
+        for layer, block in enumerate(self._layers):
+            prefix = f"blocks.{layer}."
+            if not sites.wants_layer(prefix):
+                continue
+            sites.input(prefix + "hook_resid_pre", block)
+            sites.output(prefix + "hook_resid_post", self._layers, str(layer))
+            attn_out, mlp_out = (
+                family.attn_out_norm or family.attn,
+                family.mlp_out_norm or family.mlp,
+            )
+            sites.output(prefix + "hook_attn_out", block, attn_out, residual, copy=True)
+            sites.output(prefix + "hook_mlp_out", block, mlp_out, residual, copy=True)
+            if family.router is not None:
+                sites.output(prefix + "mlp.hook_router_logits", block, family.router)
+            sites.output(prefix + "mlp.hook_pre", block, family.mlp_in)
+            sites.input(prefix + "mlp.hook_post", block, family.mlp_down)
+            sites.input(prefix + "attn.hook_z", block, family.o_proj, heads=self.n_heads)
+            sites.result(prefix + "attn.hook_result", block, family.o_proj, self.W_O[layer])
 
     def _ablation(
         self, heads: dict[int, list[int]], method: AblationMethod
@@ -330,13 +296,17 @@ class NativeLM(HookedLM):
         """The mask the model's layers expect for an unpadded causal input ``x [B, T, d]``."""
         return hf_causal_mask(self.model.config, x, positions)
 
-    def _router(self, layer: nn.Module) -> nn.Module | None:
-        if self.family.router is None:
-            return None
+    def _has(self, layer: nn.Module, field: str) -> bool:
+        """Whether ``layer`` has the row's module ``field`` (MoE layers lack dense-MLP parts,
+        dense layers of an MoE model lack a router)."""
+        path = getattr(self.family, field)
+        if path is None:
+            return False
         try:
-            return layer.get_submodule(self.family.router)
-        except AttributeError:  # a dense layer of an MoE model
-            return None
+            get_submodule(layer, path)
+        except UnsupportedModelError:
+            return False
+        return True
 
 
 def hf_rotary_embedding(
