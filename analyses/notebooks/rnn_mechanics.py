@@ -35,8 +35,11 @@ CELLS = [
         "## Fixed points\n"
         "1,024 starts (states from real trajectories plus noise) are optimized together by batched "
         "Levenberg–Marquardt on q(h) = ½‖step(h, 0) − h‖²; duplicates merge, and each point's "
-        "Jacobian eigenvalues classify it (discrete time: stable when every |λ| < 1; a saddle has "
-        "some unstable directions).",
+        "Jacobian eigenvalues classify it (discrete time, with a tolerance of 1e-3 on |λ| = 1: "
+        "stable when every |λ| < 1; a saddle has some unstable directions, |λ| > 1; a marginal "
+        "point has modes at |λ| ≈ 1 and none unstable; a saturated point has *every* mode at "
+        "|λ| ≈ 1, a frozen state such as saturated GRU gates, where the linearisation cannot "
+        "tell stability).",
     ),
     (
         "code",
@@ -48,9 +51,11 @@ CELLS = [
         "stable = fixed_points.stable\n"
         "patterns = {tuple(r) for r in torch.sign(fixed_points.readouts[stable]).int().tolist()}\n"
         "saddles = fixed_points.classes.count('saddle')\n"
+        "frozen = fixed_points.classes.count('marginal') + fixed_points.classes.count('saturated')\n"
         "print(f'final test loss {history.test_loss:.1e}, accuracy {history.final_accuracy:.3f}')\n"
         "print(f'{int(stable.sum())} stable points with {len(patterns)} of 8 distinct sign '\n"
-        "      f'patterns; {saddles} saddles; {int(fixed_points.slow.sum())} slow points')\n"
+        "      f'patterns; {saddles} saddles; {frozen} marginal or saturated; '\n"
+        "      f'{int(fixed_points.slow.sum())} slow points')\n"
         "if len(patterns) == 8 and int(stable.sum()) == 8:\n"
         "    print('-> one stable point per memory, as the flip-flop requires')\n"
         "else:\n"
