@@ -201,13 +201,17 @@ def cached_models() -> list[dict[str, str]]:
     return rows
 
 
-def _load_pretrained(source: str | Path, dtype: torch.dtype | None):
+def _load_pretrained(source: str | Path, dtype: torch.dtype | None, placement: dict | None = None):
+    """Model and tokenizer from a folder or hub id; ``placement`` holds ``device_map`` /
+    ``max_memory`` / ``offload_folder`` for accelerate (only the keys that were given)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if isinstance(source, Path):
         check_model_folder(source)
 
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        source, dtype=dtype or torch.float32, **(placement or {})
+    )
     tokenizer = AutoTokenizer.from_pretrained(source)
     return model, tokenizer
 
@@ -230,13 +234,13 @@ def _unknown(spec: str) -> InvalidArgumentError:
     )
 
 
-def _from_string(spec: str, dtype: torch.dtype | None):
+def _from_string(spec: str, dtype: torch.dtype | None, placement: dict | None = None):
     name = _resolve_name(spec)
     if name is not None:
         entry = REGISTRY[name]
         if entry.package is not None:
-            return (*_load_pretrained(converted_gguf(embedded_gguf()), dtype), name)
-        return (*_from_hub(entry.hf_id, dtype), name)
+            return (*_load_pretrained(converted_gguf(embedded_gguf()), dtype, placement), name)
+        return (*_from_hub(entry.hf_id, dtype, placement), name)
     path = Path(spec).expanduser()
     if path.exists():
         if path.is_dir():
@@ -244,9 +248,9 @@ def _from_string(spec: str, dtype: torch.dtype | None):
                 raise MissingInputError(
                     f"{path} is a folder without config.json: not a Hugging Face model folder"
                 )
-            return (*_load_pretrained(path, dtype), path.name)
+            return (*_load_pretrained(path, dtype, placement), path.name)
         if path.suffix == ".gguf":
-            return (*_load_pretrained(converted_gguf(path), dtype), path.stem)
+            return (*_load_pretrained(converted_gguf(path), dtype, placement), path.stem)
         raise InputTypeError(
             f"{path} is a file but not a .gguf checkpoint; pass a .gguf file or a model folder"
         )
@@ -257,7 +261,7 @@ def _from_string(spec: str, dtype: torch.dtype | None):
     if not hub_id:
         raise _unknown(spec)
     try:
-        return (*_from_hub(spec, dtype), spec)
+        return (*_from_hub(spec, dtype, placement), spec)
     except OSError as error:
         # 'models/tiny' also reads as a path when its first folder exists here: say both.
         if Path(spec.split("/", 1)[0]).is_dir():
@@ -265,10 +269,10 @@ def _from_string(spec: str, dtype: torch.dtype | None):
         raise
 
 
-def _from_hub(hf_id: str, dtype: torch.dtype | None):
+def _from_hub(hf_id: str, dtype: torch.dtype | None, placement: dict | None = None):
     """Load a hub id through transformers (network, or the local hub cache when offline)."""
     try:
-        return _load_pretrained(hf_id, dtype)
+        return _load_pretrained(hf_id, dtype, placement)
     except OSError as error:
         cause = " ".join(str(error).split()) or error.__class__.__name__
         raise MissingInputError(
@@ -310,16 +314,31 @@ def load_model(
     spec: object = None,
     *,
     device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     tokenizer: object | None = None,
+    device_map: str | dict[str, object] | None = None,
+    max_memory: dict[object, object] | None = None,
+    offload_folder: str | Path | None = None,
 ):
     """Load or adapt a causal LM as a :class:`~interp.models.hooked.HookedLM`.
 
     ``spec``: None (embedded SmolLM2-135M-Instruct), a registry name (see ``interp models``), a
     local HF folder, a ``.gguf`` file, a hub id, a loaded HF model (pass ``tokenizer=``, or a
     ``(model, tokenizer)`` tuple), a TransformerLens ``TransformerBridge``, or an nnsight
-    LanguageModel. ``device`` defaults to CUDA when available; ``dtype`` to float32 for models
-    loaded here (a passed-in model keeps its dtype unless ``dtype`` is given).
+    ``TransformersModel`` / ``LanguageModel``. ``device`` defaults to CUDA when available;
+    ``dtype`` (a torch floating dtype or its name: ``"bfloat16"``...) to float32 for models loaded
+    here (a passed-in model keeps its dtype unless ``dtype`` is given).
+
+    Models bigger than one device: ``device_map`` (``"auto"``, ``"balanced"``,
+    ``"balanced_low_0"``, ``"sequential"``, or a dict ``{module path: device}`` with devices such
+    as ``"cuda:1"``, ``"cpu"`` or ``"disk"``), ``max_memory`` (``{0: "20GiB", "cpu": "60GiB"}``)
+    and ``offload_folder`` (where disk-offloaded weights go) load through accelerate, as
+    transformers' ``from_pretrained(device_map=...)`` does; consecutive layers may then live on
+    different devices and accelerate moves each layer's input to it. Input ids go to the input
+    embedding's device; logits come back on the output head's device. ``device`` and
+    ``device_map`` exclude each other. Every device named and the dtype are checked before any
+    weight is read (:class:`~interp.errors.DeviceError` for a device this machine lacks or a
+    dtype it cannot compute in).
 
     A Hugging Face model you pass in (directly, or inside an nnsight object) is wrapped in place,
     not copied: it is put in eval mode, moved to ``device``/``dtype``, and its attention
@@ -327,7 +346,8 @@ def load_model(
     with a probe in front (it is how per-head post-rotary q/k and the fused attention statistics
     are seen), so the model's outputs are those of its SDPA forward; a model set to ``"eager"``
     now runs SDPA numerics (equal to eager within float rounding). Call
-    ``model.set_attn_implementation(...)`` to switch it back after use.
+    ``model.set_attn_implementation(...)`` to switch it back after use. A passed-in model that
+    accelerate already dispatched (``hf_device_map``) is left where it is.
     """
     from interp.models.native import NativeLM
 
@@ -336,6 +356,9 @@ def load_model(
     if spec is None:
         spec = "smollm2-135m"
     _refuse_hooked_transformer(spec)
+    dtype, device, placement = _check_placement(
+        dtype, device, device_map, max_memory, offload_folder
+    )
     kind = "string" if isinstance(spec, str | Path) else _kind(spec)
     if kind == "hooked":
         return spec
@@ -347,21 +370,93 @@ def load_model(
         if tokenizer is None:
             tokenizer = _tokenizer_for(spec)
         model, name = spec, getattr(spec.config, "_name_or_path", None)
+        if placement:
+            model = _dispatch(model, dtype, placement)
     elif kind == "string":
-        model, tokenizer, name = _from_string(str(spec), dtype)
+        model, tokenizer, name = _from_string(str(spec), dtype, placement)
     else:
         raise TypeError(
             f"cannot load a model from {type(spec).__name__}; pass a name, path, hub id, a "
             "transformers PreTrainedModel, a TransformerLens TransformerBridge or an nnsight "
-            "LanguageModel"
+            "TransformersModel"
         )
-    device = (
-        torch.device(device)
-        if device is not None
-        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    )
-    model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
+    if not placement and getattr(model, "hf_device_map", None) is None:
+        model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
     return NativeLM(model, tokenizer, name=name)
+
+
+def _check_placement(
+    dtype: object,
+    device: object,
+    device_map: object,
+    max_memory: object,
+    offload_folder: object,
+) -> tuple[torch.dtype | None, torch.device, dict]:
+    """Check dtype, device and the accelerate placement before anything loads.
+
+    Returns the dtype, the single device (when there is no map) and the ``from_pretrained``
+    keyword arguments of the placement (empty without a map).
+    """
+    from interp.models import placement as place
+
+    dtype = place.resolve_dtype(dtype)
+    if device_map is not None and device is not None:
+        raise InvalidArgumentError(
+            f"pass either device={device!r} or device_map=..., not both: a device map already "
+            "says where every module goes"
+        )
+    if device_map is None and (max_memory is not None or offload_folder is not None):
+        raise InvalidArgumentError(
+            "max_memory and offload_folder apply to a device_map; pass device_map='auto' "
+            "(or a dict) with them"
+        )
+    device_map = place.check_device_map(device_map)
+    if device_map is None:
+        device = (
+            place.check_device(device)
+            if device is not None
+            else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        )
+        place.check_dtype_runs(dtype, [device])
+        return dtype, device, {}
+    if max_memory is not None:
+        if not isinstance(max_memory, dict):
+            raise InputTypeError(
+                f"max_memory must be a dict {{device: size}}, got {type(max_memory).__name__}"
+            )
+        for key in max_memory:
+            place.check_device(key, f"max_memory key {key!r}")
+    place.check_dtype_runs(dtype, place.map_devices(device_map))
+    if isinstance(device_map, dict) and "disk" in device_map.values() and offload_folder is None:
+        raise InvalidArgumentError(
+            "device_map offloads modules to 'disk': pass offload_folder=<a folder for their weights>"
+        )
+    placement: dict = {"device_map": device_map}
+    if max_memory is not None:
+        placement["max_memory"] = max_memory
+    if offload_folder is not None:
+        folder = Path(offload_folder).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise InvalidArgumentError(f"offload_folder {folder} exists and is not a folder")
+        placement["offload_folder"] = str(folder)
+    return dtype, torch.device("cpu"), placement
+
+
+def _dispatch(model: object, dtype: torch.dtype | None, placement: dict):
+    """Place an already-loaded model by ``placement`` with accelerate (an automatic map is
+    inferred from its sizes and ``max_memory``)."""
+    from accelerate import dispatch_model, infer_auto_device_map
+
+    if dtype is not None:
+        model = model.to(dtype=dtype)
+    device_map = placement["device_map"]
+    if isinstance(device_map, str):
+        device_map = infer_auto_device_map(
+            model,
+            max_memory=placement.get("max_memory"),
+            no_split_module_classes=getattr(model, "_no_split_modules", None),
+        )
+    return dispatch_model(model, device_map=device_map, offload_dir=placement.get("offload_folder"))
 
 
 def _tokenizer_for(model: object):

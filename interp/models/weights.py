@@ -8,6 +8,8 @@ Activations are row vectors: ``q = x @ W_Q[l, h] + b_Q[l, h]`` (before rotary).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -72,23 +74,50 @@ def _layer_qkv(layer: nn.Module, family: Family, n_heads: int, n_kv: int, d_head
     return [(q, bq), (k, bk), (v, bv)]
 
 
+@contextlib.contextmanager
+def onloaded(module: nn.Module) -> Iterator[None]:
+    """Inside the block, weights that accelerate offloaded (to the CPU or disk, ``meta`` on the
+    module) are loaded onto their execution device; tensors read inside stay valid after it."""
+    try:
+        from accelerate.utils import align_module_device, has_offloaded_params
+    except ImportError:  # accelerate absent: nothing can be offloaded
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        for sub in module.modules():
+            if has_offloaded_params(sub):
+                stack.enter_context(align_module_device(sub))
+        yield
+
+
 def read_head_weights(
-    layers: nn.ModuleList, family: Family, n_heads: int, n_kv_heads: int, d_head: int
+    layers: nn.ModuleList,
+    family: Family,
+    n_heads: int,
+    n_kv_heads: int,
+    d_head: int,
+    device: torch.device | None = None,
 ) -> HeadWeights:
-    """Stack every layer's per-head weights (GQA expanded) into TransformerLens-shaped tensors."""
+    """Stack every layer's per-head weights (GQA expanded) into TransformerLens-shaped tensors.
+
+    Layers of a model split by accelerate may live on several devices or be offloaded: each is
+    read with its weights loaded and moved to ``device`` (default: where layer 0's weights are).
+    """
     groups = n_heads // n_kv_heads
     per_layer: dict[str, list[torch.Tensor]] = {k: [] for k in HeadWeights.__dataclass_fields__}
     for layer in layers:
-        (wq, bq), (wk, bk), (wv, bv) = _layer_qkv(layer, family, n_heads, n_kv_heads, d_head)
+        with onloaded(layer):
+            (wq, bq), (wk, bk), (wv, bv) = _layer_qkv(layer, family, n_heads, n_kv_heads, d_head)
+            wo, bo = _linear(get_submodule(layer, family.o_proj))
         if groups > 1:
             wk, bk, wv, bv = (t.repeat_interleave(groups, dim=0) for t in (wk, bk, wv, bv))
-        wo, bo = _linear(get_submodule(layer, family.o_proj))
-        per_layer["W_Q"].append(wq)
-        per_layer["W_K"].append(wk)
-        per_layer["W_V"].append(wv)
-        per_layer["W_O"].append(wo.reshape(n_heads, d_head, -1))
-        per_layer["b_Q"].append(bq)
-        per_layer["b_K"].append(bk)
-        per_layer["b_V"].append(bv)
-        per_layer["b_O"].append(bo)
+        device = device if device is not None else wq.device
+        per_layer["W_Q"].append(wq.to(device))
+        per_layer["W_K"].append(wk.to(device))
+        per_layer["W_V"].append(wv.to(device))
+        per_layer["W_O"].append(wo.reshape(n_heads, d_head, -1).to(device))
+        per_layer["b_Q"].append(bq.to(device))
+        per_layer["b_K"].append(bk.to(device))
+        per_layer["b_V"].append(bv.to(device))
+        per_layer["b_O"].append(bo.to(device))
     return HeadWeights(**{k: torch.stack(v) for k, v in per_layer.items()})
