@@ -68,3 +68,12 @@ def test_timescales_end_to_end(tmp_path):
     loaded = Timescales.load(save)
     assert loaded.tau.shape == (8,) and loaded.autocorrelation.shape == (31, 8)
     assert loaded.curriculum["curriculum"] == "single" and out.exists()
+
+
+def test_timescales_with_a_gru(tmp_path):
+    save = tmp_path / "gru"
+    result = runner.invoke(app, ["timescales", "--net", "gru", "--save", str(save), *TINY_TS])
+    assert result.exit_code == 0, result.output
+    loaded = Timescales.load(save)
+    assert loaded.tau.isnan().all() and loaded.tau_net.shape == (8,)
+    assert loaded.settings["net"]["kind"] == "gru"

@@ -13,6 +13,7 @@ import typer
 from interp.cli_errors import choice, positive_finite, user_errors
 
 CURRICULA = ("single", "multi", "sliding")
+NETS = ("timescale_rnn", "gru", "lstm", "leaky", "rnn_tanh", "rnn_relu")
 
 
 def _write_report(path: Path, curriculum, timescales, overwrite: bool) -> Path:
@@ -39,6 +40,11 @@ def timescales_command(
     ),
     out: Path = typer.Option(None, help="HTML report (curriculum, τ vs τ_net, autocorrelation)"),
     save: Path = typer.Option(None, help="save the Timescales result folder here"),
+    net: str = typer.Option(
+        "timescale_rnn",
+        help="timescale_rnn (the paper's), or an existing kind: gru, lstm, leaky, rnn_tanh",
+        callback=choice(*NETS),
+    ),
     hidden: int = typer.Option(64, min=1, help="neurons (paper: 500)"),
     start_n: int = typer.Option(2, min=1, help="first N (N >= 1)"),
     max_n: int = typer.Option(8, min=1, help="stop once this N is solved"),
@@ -67,17 +73,17 @@ def timescales_command(
                 check_output(path, overwrite=overwrite)
     import torch
 
-    from interp.rnn.timescales_net import TimescaleRNN
+    import interp.rnn.timescales_net  # noqa: F401  (registers timescale_rnn)
+    from interp.rnn.nets import make_net
     from interp.rnn.timescales_result import analyze_timescales
     from interp.rnn.timescales_training import train_curriculum
 
     torch.set_num_threads(threads)
     slots = 1 if curriculum == "single" else max_n - start_n + 1
-    torch.manual_seed(seed)
-    net = TimescaleRNN(1, hidden, 2 * slots)
+    model = make_net(net, 1, hidden, 2 * slots, seed=seed)
     with user_errors():
         history = train_curriculum(
-            net, task, curriculum, epochs=epochs, steps_per_epoch=steps_per_epoch,
+            model, task, curriculum, epochs=epochs, steps_per_epoch=steps_per_epoch,
             batch_size=batch_size, lr=lr, eval_batches=eval_batches, start_n=start_n,
             max_n=max_n, window=window, seed=seed,
         )  # fmt: skip
@@ -91,7 +97,7 @@ def timescales_command(
     n = max(history.max_n, start_n)
     with user_errors():
         timescales = analyze_timescales(
-            net, task, n, steps=tau_steps, trials=tau_trials, seed=seed, curriculum=summary
+            model, task, n, steps=tau_steps, trials=tau_trials, seed=seed, curriculum=summary
         )
     typer.echo(timescales.table())
     if save is not None:
