@@ -65,9 +65,13 @@ def case(request, tokenizer) -> Case:
     eager.set_attn_implementation("eager")
     batch = tokenizer([f"<bos> {t}" for t in TEXTS], padding=True, return_tensors="pt")
     tokens, mask = batch["input_ids"], batch["attention_mask"]
+    # interp counts positions over real tokens (a padded row computes what it would alone)
+    inputs = dict(
+        input_ids=tokens, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(0)
+    )
     with torch.no_grad():
-        hf = model(input_ids=tokens, attention_mask=mask, output_hidden_states=True)
-        eager_out = eager(input_ids=tokens, attention_mask=mask, output_attentions=True)
+        hf = model(**inputs, output_hidden_states=True)
+        eager_out = eager(**inputs, output_attentions=True)
     attentions = [layer.get_submodule(family.attn) for layer in model.get_submodule(family.layers)]
     lm = interp.load_model(model, tokenizer=tokenizer, device="cpu")
     assert lm.attention_scale(0) in {float(a.scaling) for a in attentions} | {1.0}

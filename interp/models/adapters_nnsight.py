@@ -19,6 +19,7 @@ numerics), which the nnsight object shares.
 from __future__ import annotations
 
 import warnings
+from contextlib import ExitStack
 
 import nnsight
 import torch
@@ -107,13 +108,13 @@ class NNsightLM(NativeLM):
             batch["position_ids"] = positions
         if request.logits_to_keep:
             batch["logits_to_keep"] = request.logits_to_keep
-        for probe in self._probes:
-            probe.plan = plan
-        try:
-            saved, output = self._trace(batch, set(request.names), use_cache=request.use_cache)
-        finally:
-            for probe in self._probes:
-                probe.plan = None
+        # Edits go through the same PyTorch hooks as the native backend (the traced module is the
+        # same module); an edited hook is captured there too, so the capture sees the edit.
+        edited = [name for name in request.names if name in plan.edits]
+        with ExitStack() as stack:
+            self._install(stack, request, captures=edited)
+            wanted = set(request.names) - set(edited)
+            saved, output = self._trace(batch, wanted, use_cache=request.use_cache)
         plan.outputs.update(saved)
         return output.logits, returned_cache(output) if request.use_cache else None
 

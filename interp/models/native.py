@@ -110,14 +110,17 @@ class NativeLM(HookedLM):
             )
         return output.logits, returned_cache(output) if request.use_cache else None
 
-    def _install(self, stack: ExitStack, request: Forward) -> None:
-        """Register exactly the hooks the request captures or edits; ``stack`` removes them."""
+    def _install(
+        self, stack: ExitStack, request: Forward, captures: list[str] | None = None
+    ) -> None:
+        """Register exactly the hooks the request captures or edits (``captures``: capture only
+        these names here, default all); ``stack`` removes them."""
         plan = request.plan
         plan.context = request.context
         for probe in self._probes:
             probe.plan = plan
             stack.callback(setattr, probe, "plan", None)
-        sites = HookSites(stack, request)
+        sites = HookSites(stack, request, captures)
         family, config = self.family, self.config
         sites.output(
             "hook_embed", self.model, family.embed, scalar(family.embed_multiplier, config)

@@ -27,10 +27,10 @@ def _replace_first(output: object, value: torch.Tensor) -> object:
 class HookSites:
     """The capture/edit hooks of one forward request (see :class:`interp.models.hooked.Forward`)."""
 
-    def __init__(self, stack: ExitStack, request) -> None:
+    def __init__(self, stack: ExitStack, request, captures: list[str] | None = None) -> None:
         self.stack = stack
         self.request = request
-        self.wanted = set(request.names)
+        self.wanted = set(request.names if captures is None else captures)
         self.edits = request.plan.edits
         self.outputs = request.plan.outputs
         self.detach = request.plan.detach
