@@ -7,7 +7,7 @@ ones, then the paper's qualitative picture: the zero-input fixed point(s), the n
 orbit and whether its phase tracks the emitted symbol, residency zones, local instability per
 zone and kick neurons (ablation vs random-neuron control).
 
-    .venv/bin/python analyses/hmm_cyclic4.py [--hidden 50] [--steps 1500] [--save data/hmm_cyclic4]
+    .venv/bin/python analyses/hmm_cyclic4.py [--hidden 50] [--steps 2500] [--save data/hmm_cyclic4]
 
 The trained run is saved (``--save``) for the CLI and notebooks; the printed report is what
 ``analyses/results/hmm_cyclic4.txt`` holds.
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from interp.rnn.dynamics_analysis import analyze_noise_rnn
-from interp.rnn.hmm_net import NoiseRNN, save_hmm_run, train_hmm
+from interp.rnn.hmm_net import NoiseRNN, load_hmm_run, save_hmm_run, train_hmm
 from interp.rnn.tasks import make_task
 
 
@@ -30,42 +30,48 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hidden", type=int, default=50)
     parser.add_argument("--noise", type=int, default=10)
-    parser.add_argument("--length", type=int, default=50)
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--length", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", type=Path, default=None, help="save the trained run here")
+    parser.add_argument("--model", type=Path, default=None, help="analyse this saved run instead")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    task = make_task("hmm", hmm="cyclic4", steps=args.length, noise_size=args.noise)
-    torch.manual_seed(args.seed)
-    net = NoiseRNN(args.noise, args.hidden, task.output_size)
     start = time.perf_counter()
-    result = train_hmm(
-        net,
-        task,
-        steps=args.steps,
-        batch_size=args.batch,
-        n_sequences=max(4 * args.batch, 4096),
-        lr=args.lr,
-        seed=args.seed,
-        progress=False,
-    )
-    print(
-        f"== training ({args.hidden} hidden, {args.noise} noise inputs, length {args.length}, "
-        f"batch {args.batch}, {args.steps} steps, lr {args.lr}, seed {args.seed}; 1 thread)"
-    )
-    print(result.table())
+    if args.model is not None:
+        net, task, result = load_hmm_run(args.model)
+        print(f"== loaded {args.model}: {result.settings}")
+        print(result.table())
+    else:
+        task = make_task("hmm", hmm="cyclic4", steps=args.length, noise_size=args.noise)
+        torch.manual_seed(args.seed)
+        net = NoiseRNN(args.noise, args.hidden, task.output_size)
+        result = train_hmm(
+            net,
+            task,
+            steps=args.steps,
+            batch_size=args.batch,
+            n_sequences=max(4 * args.batch, 4096),
+            lr=args.lr,
+            seed=args.seed,
+            progress=False,
+        )
+        print(
+            f"== training ({args.hidden} hidden, {args.noise} noise inputs, length {args.length}, "
+            f"batch {args.batch}, {args.steps} steps, lr {args.lr}, seed {args.seed}; 1 thread)"
+        )
+        print(result.table())
+        if args.save is not None:
+            save_hmm_run(args.save, net, task, result, overwrite=args.overwrite)
+            print(f"saved run to {args.save}")
     losses = result.loss
     print(
         f"loss: first 50 mean {float(losses[:50].mean()):.4f}, last 50 mean "
         f"{float(losses[-50:].mean()):.4f}"
     )
-    if args.save is not None:
-        save_hmm_run(args.save, net, task, result, overwrite=args.overwrite)
-        print(f"saved run to {args.save}")
     dynamics = analyze_noise_rnn(net, seed=args.seed)
     print("\n== dynamics (paper settings: 1,000 states, 20 continuations of up to 50 steps)")
     print(dynamics.table())

@@ -96,6 +96,14 @@ def test_planted_kick_neurons_are_recovered_exactly(planted):
     assert torch.all(result.kick_cut[: K * R] < 0)  # fewer units per cluster: faster orbit
 
 
+def test_planted_switches_become_certain_one_step_before_at_the_kick_neurons(planted):
+    _, kick, result = planted
+    c = result.commitment
+    assert c["n_switches"] > 20 and c["committed"] == c["n_switches"]
+    assert c["lag_counts"] == [0, c["n_switches"]]  # certain exactly one step before: the kick
+    assert c["top_drive"] == kick and c["overlap"] == len(kick)
+
+
 def test_planted_zones_and_residency_times(planted):
     _, kick, result = planted
     kicking = result.states[:, kick].sum(-1) > 0

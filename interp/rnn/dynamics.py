@@ -21,6 +21,9 @@ NoiseRNN`). Optional ``gains [.., H]`` multiply each neuron's activity after the
   a neuron's *cut* is ``rate(μ=1) − rate(μ=0)``. Kick neurons: the neurons whose ablation cuts
   the rate by at least ``min_cut`` of the baseline (or the ``top_k`` largest cuts); control:
   ablating as many random neurons drawn from the others.
+- :func:`switch_commitment`: the paper's backward look from each output switch to the step from
+  which it is certain (every one of 100 noisy replays switches within < 3 steps), and the
+  neurons unusually active there (weighted by their outgoing weights).
 """
 
 from __future__ import annotations
@@ -314,3 +317,47 @@ def kick_neurons(
         "ablated_rate": float(ablations[0]),
         "random_rates": ablations[1:],
     }
+
+
+def switch_commitment(
+    net,
+    states: Tensor,
+    *,
+    generator: torch.Generator,
+    n_replays: int = 100,
+    max_back: int = 5,
+    within: int = 3,
+) -> dict:
+    """Where each output switch of a trajectory becomes deterministic (the paper's backward look).
+
+    For every switch (``argmax`` output of ``states[t]`` differs from ``states[t − 1]``) and every
+    lag ``ℓ = 1..max_back``, ``n_replays`` noisy replays start from ``states[t − ℓ]``; the switch
+    is *committed* at lag ℓ when every replay's output changes in fewer than ``within`` steps. The
+    commitment lag is the largest ℓ with all lags 1..ℓ committed (0: never). All replays of all
+    switches run as one :func:`residency_times` batch.
+
+    Returns ``switch_steps [S]``, ``lags [S]`` and ``drive [H]``: per neuron, its mean activity
+    at the commitment states minus its mean over the trajectory, times the norm of its outgoing
+    weights (``‖W_hh[:, i]‖``) — the neurons that are unusually active, and can move the state,
+    where a switch becomes certain.
+    """
+    emitted = symbols(net, states)
+    switch_steps = torch.nonzero(emitted[1:] != emitted[:-1]).view(-1) + 1
+    lags = torch.arange(1, max_back + 1)
+    starts = switch_steps.view(-1, 1) - lags.view(1, -1)  # [S, L]
+    valid = starts >= 0
+    index = starts.clamp(min=0).reshape(-1)
+    residency = residency_times(
+        net, states[index], n_continuations=n_replays, horizon=within, generator=generator
+    )
+    committed = ((residency < within).all(-1).view(starts.shape)) & valid
+    run = torch.cumprod(committed.long(), dim=1)  # contiguous from lag 1
+    commit_lag = run.sum(1)
+    size = states.shape[-1]
+    drive = torch.zeros(size, dtype=torch.float64)
+    picked = commit_lag > 0
+    if picked.any():
+        commit_states = states[switch_steps[picked] - commit_lag[picked]].double()
+        outgoing = net.weight_hh.detach().double().norm(dim=0)
+        drive = (commit_states.mean(0) - states.double().mean(0)) * outgoing
+    return {"switch_steps": switch_steps, "lags": commit_lag, "drive": drive}

@@ -29,6 +29,20 @@ def _zone_summary(zone: Tensor, residency: Tensor, n_unstable: Tensor) -> dict:
     return summary
 
 
+def _commitment_summary(commit: dict, kick: list[int]) -> dict:
+    lags = commit["lags"]
+    count = max(len(kick), 1)
+    top = torch.argsort(commit["drive"], descending=True)[:count].tolist()
+    return {
+        "n_switches": len(lags),
+        "committed": int((lags > 0).sum()),
+        "mean_lag": float(lags.double().mean()) if len(lags) else float("nan"),
+        "lag_counts": torch.bincount(lags).tolist() if len(lags) else [],
+        "top_drive": sorted(int(i) for i in top),
+        "overlap": len(set(top) & set(kick)),
+    }
+
+
 def _fixed_points(net, states: Tensor, n_starts: int, seed: int) -> tuple[dict, Tensor]:
     inputs = torch.zeros(net.weight_ih.shape[1], dtype=torch.float64)
     points = find_fixed_points(
@@ -58,6 +72,8 @@ def analyze_noise_rnn(
     top_k: int | None = None,
     min_cut: float = 0.2,
     n_random: int = 20,
+    n_replays: int = 100,
+    max_back: int = 5,
     fixed_point_starts: int = 256,
     h0: Tensor | None = None,
     seed: int = 0,
@@ -109,7 +125,12 @@ def analyze_noise_rnn(
         min_cut=min_cut,
         n_random=n_random,
     )
+    commit = D.switch_commitment(
+        net, states, generator=generator, n_replays=n_replays, max_back=max_back
+    )
     settings = {
+        "n_replays": n_replays,
+        "max_back": max_back,
         "steps": steps,
         "warmup": warmup,
         "n_continuations": n_continuations,
@@ -158,9 +179,11 @@ def analyze_noise_rnn(
         kick_rates=kick["rates"],
         kick_cut=kick["cut"],
         random_rates=kick["random_rates"],
+        commitment_drive=commit["drive"],
         phase=phase_summary,
         zone_summary=_zone_summary(zone, residency, n_unstable),
         fixed_points=fixed,
         kick=kick_summary,
+        commitment=_commitment_summary(commit, kick_summary["kick"]),
         settings=settings,
     )

@@ -27,7 +27,8 @@ class NoiseDynamics(Result):
     largest output probability, its zone (index into :data:`~interp.rnn.dynamics.ZONES`) and the
     number of unstable eigenvalues of the step's ReLU Jacobian. ``fixed_points`` summarises the
     zero-input fixed points (:func:`~interp.rnn.fixed_points.find_fixed_points`); ``kick`` the
-    gain-change screen (``kick_rates [len(gains), H]``, ``kick_cut [H]``).
+    gain-change screen (``kick_rates [len(gains), H]``, ``kick_cut [H]``); ``commitment`` the
+    backward look from each output switch (:func:`~interp.rnn.dynamics.switch_commitment`).
     """
 
     states: Tensor  # [T, H]
@@ -47,10 +48,12 @@ class NoiseDynamics(Result):
     kick_rates: Tensor  # [len(gains), H]
     kick_cut: Tensor  # [H]
     random_rates: Tensor  # [n_random]
+    commitment_drive: Tensor  # [H] activity at commitment states x outgoing weight norm
     phase: dict
     zone_summary: dict
     fixed_points: dict
     kick: dict
+    commitment: dict
     settings: dict
     version: str = __version__
 
@@ -77,6 +80,12 @@ class NoiseDynamics(Result):
             f"ablating them: rate {k['ablated_rate']:.4f}; {len(controls)} random sets of "
             f"{len(k['kick'])} others: {float(controls.mean()):.4f} ± {float(controls.std()):.4f}",
         ]
+        c = self.commitment
+        lines.append(
+            f"switches: {c['n_switches']}, certain (all {self.settings['n_replays']} replays switch "
+            f"in < 3 steps) at lag >= 1 for {c['committed']}, mean lag {c['mean_lag']:.2f}; "
+            f"neurons driving them {c['top_drive']} (shared with the kick neurons: {c['overlap']})"
+        )
         return "\n".join(lines)
 
     def figure(self) -> go.Figure:
