@@ -149,6 +149,7 @@ def test_gumbel_hard_samples_the_softmax_and_passes_gradients():
 
 
 def test_sinkhorn_is_zero_between_identical_clouds_and_training_reduces_it(tmp_path):
+    pytest.importorskip("geomloss")  # a dependency to declare in pyproject.toml
     from interp.rnn.hmm_net import HMMTrainResult, NoiseRNN, sinkhorn_loss, train_hmm
 
     loss = sinkhorn_loss()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from interp.cli import app
@@ -41,6 +42,7 @@ def test_hmm_bad_options(tmp_path):
 
 
 def test_hmm_end_to_end(tmp_path):
+    pytest.importorskip("geomloss")  # the training objective's package
     out, save, run = tmp_path / "r.html", tmp_path / "dyn", tmp_path / "run"
     args = ["hmm", "--out", str(out), "--save", str(save), "--save-model", str(run), *TINY_HMM]
     result = runner.invoke(app, args)

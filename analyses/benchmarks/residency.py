@@ -8,18 +8,21 @@ continuations, 50 steps. Both methods get the same noise tensor, so their answer
     .venv/bin/python analyses/benchmarks/residency.py [--hidden 50 150] [--threads 1]
 
 The nets are random noise RNNs (``W_hh`` scaled to spectral radius 0.9, 10 noise inputs, 3
-outputs), so the continuations end at varied times like a trained net's.
+outputs) and, with ``--run``, a trained one (whose slow clusters make continuations long).
+The per-state loop is :func:`~interp.rnn.dynamics.residency_times_loop`: one state at a time,
+its continuations batched (the stronger baseline; a loop over continuations too is slower still).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
 from interp.rnn.dynamics import noisy_trajectory, residency_times, residency_times_loop
-from interp.rnn.hmm_net import NoiseRNN
+from interp.rnn.hmm_net import NoiseRNN, load_hmm_run
 
 
 def _net(hidden: int, inputs: int, seed: int) -> NoiseRNN:
@@ -49,6 +52,12 @@ def main() -> None:
     parser.add_argument("--inputs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        help="also time a trained noise-RNN run (data/hmm_cyclic4)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
@@ -58,13 +67,16 @@ def main() -> None:
     print(
         f"{'hidden':>6} {'mean residency':>15} {'per-state loop s':>17} {'batched s':>10} {'ratio':>7}"
     )
-    for hidden in args.hidden:
-        net = _net(hidden, args.inputs, seed=0)
+    nets = [(str(hidden), _net(hidden, args.inputs, seed=0)) for hidden in args.hidden]
+    if args.run is not None:
+        net, _, _ = load_hmm_run(args.run)
+        nets.append((f"{args.run.name} ({net.hidden_size})", net))
+    for label, net in nets:
         generator = torch.Generator().manual_seed(0)
         states, _ = noisy_trajectory(net, args.states, generator=generator, warmup=20)
         states = states[0]
         noise = torch.randn(
-            args.states, args.continuations, args.horizon, args.inputs, generator=generator
+            args.states, args.continuations, args.horizon, net.input_size, generator=generator
         )
         loop_s, loop = _best(residency_times_loop, args.repeats, net, states, noise)
         batch_s, batched = _best(residency_times, args.repeats, net, states, noise=noise)
@@ -72,7 +84,7 @@ def main() -> None:
             raise SystemExit("the batched and looped residency times differ")
         mean = float(batched.double().mean())
         print(
-            f"{hidden:>6} {mean:>15.2f} {loop_s:>17.3f} {batch_s:>10.3f} {loop_s / batch_s:>6.1f}x"
+            f"{label:>18} {mean:>15.2f} {loop_s:>17.3f} {batch_s:>10.3f} {loop_s / batch_s:>6.1f}x"
         )
 
 
