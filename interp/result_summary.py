@@ -44,26 +44,36 @@ def describe(value: Any) -> str:
     return _clip(repr(value))
 
 
-def table_head(result: Any, lines: int = TABLE_LINES) -> list[str]:
-    """The first ``lines`` lines of ``result.table()`` (or why it could not be made)."""
+def table_rows(result: Any) -> list[str]:
+    """The lines of ``result.table()``, each cut to 120 characters (or why it failed)."""
     try:
         text = result.table()
     except Exception as error:  # a summary must never raise: say what went wrong instead
         return [f"(table() failed: {type(error).__name__}: {_clip(str(error))})"]
-    rows = str(text).splitlines()
-    head = [row if len(row) <= 120 else row[:119] + "…" for row in rows[:lines]]
-    if len(rows) > lines:
-        head.append(f"… {len(rows) - lines} more lines: print(result.table())")
-    return head
+    return [row if len(row) <= 120 else row[:119] + "…" for row in str(text).splitlines()]
 
 
 def summary(result: Any) -> str:
-    """``Type(module)`` then one line per field, then the head of ``table()``; at most MAX_CHARS."""
+    """``Type (module)``, one line per field, then the head of ``table()``: under MAX_CHARS.
+
+    Table lines are added while they fit (the rest are counted), so the cut never falls inside a
+    line; a result with very many fields is cut at the last whole line that fits.
+    """
     cls = type(result)
     lines = [f"{cls.__name__} ({cls.__module__})"]
     for field in dataclasses.fields(result):
         lines.append(f"  {field.name}: {describe(getattr(result, field.name, None))}")
     lines.append("table():")
-    lines += ["  " + row for row in table_head(result)]
+    budget = MAX_CHARS - 60  # room for the "… more lines" note
+    size = sum(len(line) + 1 for line in lines)
+    rows = table_rows(result)
+    for index, row in enumerate(rows):
+        if index == TABLE_LINES or size + len(row) + 3 > budget:
+            lines.append(f"  … {len(rows) - index} more lines: print(result.table())")
+            break
+        lines.append("  " + row)
+        size += len(row) + 3
     text = "\n".join(lines)
-    return text if len(text) <= MAX_CHARS else text[: MAX_CHARS - 2] + "\n…"
+    if len(text) < MAX_CHARS:
+        return text
+    return text[: text.rfind("\n", 0, MAX_CHARS - 2)] + "\n…"

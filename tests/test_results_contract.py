@@ -169,6 +169,26 @@ def _noise_dynamics():
     )  # fmt: skip
 
 
+def _curriculum():
+    from interp.rnn.timescales_net import TimescaleRNN
+    from interp.rnn.timescales_training import train_curriculum
+
+    torch.manual_seed(0)
+    return train_curriculum(
+        TimescaleRNN(1, 6, 4), "nparity", "multi", epochs=1, steps_per_epoch=2, batch_size=8,
+        eval_batches=1, start_n=1, progress=False,
+    )  # fmt: skip
+
+
+def _timescales():
+    from interp.rnn.timescales_net import TimescaleRNN
+    from interp.rnn.timescales_result import analyze_timescales
+
+    torch.manual_seed(0)
+    net = TimescaleRNN(1, 6, 4)
+    return analyze_timescales(net, n=2, steps=600, burn_in=20, trials=2, fixed_point_starts=8)
+
+
 def _degeneracy():
     from interp.degeneracy import measure_degeneracy
 
@@ -227,6 +247,8 @@ FACTORIES: dict[str, Callable[[], Result]] = {
     "Extraction": _extraction,
     "HMMTrainResult": _hmm_train,
     "NoiseDynamics": _noise_dynamics,
+    "CurriculumResult": _curriculum,
+    "Timescales": _timescales,
     "Ensemble": _ensemble,
     "Degeneracy": _degeneracy,
     "DegeneracySweep": _sweep,
