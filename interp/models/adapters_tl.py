@@ -28,7 +28,8 @@ from torch import nn
 from interp._checks import Check
 from interp.errors import InputTypeError, InvalidArgumentError, UnsupportedModelError
 from interp.models.attention import AttentionFeatures, StatsRequest, layer_stats
-from interp.models.families import FAMILIES, Family
+from interp.models.families import FAMILIES, Family, get_submodule, scalar
+from interp.models.hf_compat import first as _first
 from interp.models.hooked import Forward, HookedLM
 from interp.models.hooks import all_hook_names, split_layer_name
 from interp.models.interventions import AblationMethod
@@ -100,10 +101,7 @@ class TransformerLensLM(HookedLM):
         self._layers = model.blocks
         self._qk_source = self._find_qk_source()
         self._scales = [_attention_scale(block.attn, cfg, self.d_head) for block in model.blocks]
-        self._windows = [
-            getattr(getattr(block.attn, "original_component", None), "sliding_window", None)
-            for block in model.blocks
-        ]
+        self._features = [_attention_features(model, block.attn) for block in model.blocks]
 
     @property
     def device(self) -> torch.device:
@@ -232,6 +230,24 @@ class TransformerLensLM(HookedLM):
         return self.model.W_E.detach()
 
     @property
+    def embedding_scale(self) -> float:
+        """Factor between ``W_E`` rows and what enters the residual stream (Gemma's
+        sqrt(d_model) inside its embedding module, Granite's embedding multiplier), read from the
+        wrapped Hugging Face model through the family row as the native backend does."""
+        embed = get_submodule(self._hf_model, self.family.embed)
+        inside = float(getattr(embed, "scalar_embed_scale", 1.0))
+        return inside * (scalar(self.family.embed_multiplier, self._hf_model.config) or 1.0)
+
+    def attention_scale(self, layer: int) -> float:
+        """The factor on ``q·k`` the softmax uses with this layer's ``hook_q``/``hook_k``.
+
+        TransformerLens' ``hook_q`` is the projection's output, so for a model that folds the
+        scale into its query projection (OPT) this is the module's ``scaling`` where the native
+        backend, which sees the already scaled q, reports 1: ``hook_q * attention_scale`` is the
+        same in both."""
+        return self._scales[self._layer_index(layer)]
+
+    @property
     def W_U(self) -> torch.Tensor:
         """Unembedding ``[d_model, d_vocab]``."""
         return self.model.W_U.detach()
@@ -245,47 +261,75 @@ class TransformerLensLM(HookedLM):
             else torch.zeros(self.d_vocab, dtype=self.dtype, device=self.device)
         )
 
-    def norm_weights(self) -> dict[str, torch.Tensor]:
-        """Effective norm scales, as :meth:`HookedLM.norm_weights` (Gemma: ``1 + w``)."""
-        attn = torch.stack([self._scale_of(block.ln1) for block in self._layers])
-        mlp = torch.stack([self._scale_of(block.ln2) for block in self._layers])
-        return {"ln_attn": attn, "ln_mlp": mlp, "ln_final": self._scale_of(self.model.ln_final)}
+    # Norms, the MLP and the output projection are the Hugging Face modules the bridge wraps,
+    # found through the family row (the same modules, weights and extras as the native backend:
+    # output norms, residual multipliers, parallel blocks' shared norm).
+    def _norm_module(self, layer: int | None, kind: NormKind) -> nn.Module | None:
+        if kind == "final":
+            return get_submodule(self._hf_model, self.family.ln_final)
+        if kind not in ("attn", "mlp"):
+            raise InvalidArgumentError(f"norm kind must be 'attn', 'mlp' or 'final', got {kind!r}")
+        path = self.family.ln_attn if kind == "attn" else self.family.ln_mlp
+        block = self.decoder_layers()[self._layer_index(layer)]
+        return get_submodule(block, path) if path is not None else None
 
-    def _scale_of(self, norm: nn.Module) -> torch.Tensor:
-        """A norm's effective scale (the bridge holds the Hugging Face weight, so Gemma's ``w``
-        gets its offset); ones when TransformerLens folded it into the next weights."""
-        weight = getattr(norm, "w", None)
-        return (
-            weight.detach() + self.family.norm_offset
-            if weight is not None
-            else torch.ones(self.d_model, dtype=self.dtype, device=self.device)
-        )
+    def norm_weights(self) -> dict[str, torch.Tensor]:
+        """Effective norm scales, as :meth:`NativeLM.norm_weights` (Gemma: ``1 + w``; ones where
+        a norm has no weight or a sublayer reads the raw residual)."""
+
+        def scale(module: nn.Module | None) -> torch.Tensor:
+            weight = getattr(module, "weight", None)
+            if weight is None:
+                return torch.ones(self.d_model, dtype=self.dtype, device=self.device)
+            return weight.detach() + self.family.norm_offset
+
+        layers = range(self.n_layers)
+        return {
+            "ln_attn": torch.stack([scale(self._norm_module(i, "attn")) for i in layers]),
+            "ln_mlp": torch.stack([scale(self._norm_module(i, "mlp")) for i in layers]),
+            "ln_final": scale(self._norm_module(None, "final")),
+        }
 
     def norm(self, layer: int | None, kind: NormKind, x: torch.Tensor) -> torch.Tensor:
-        """Apply the model's own norm: ``"attn"``/``"mlp"`` of ``layer``, or ``"final"``."""
-        if kind == "final":
-            module = self.model.ln_final
-        elif kind in ("attn", "mlp"):
-            block = self._layers[self._layer_index(layer)]
-            module = getattr(block, "ln1" if kind == "attn" or self.parallel else "ln2")
-        else:
-            raise InvalidArgumentError(f"norm kind must be 'attn', 'mlp' or 'final', got {kind!r}")
+        """Apply the model's own norm: ``"attn"``/``"mlp"`` of ``layer``, or ``"final"``
+        (identity where the sublayer reads the raw residual, as in OLMo-2)."""
+        module = self._norm_module(layer, kind)
         x = self._as_residual(x, "norm")
         with torch.inference_mode():
-            return module(x)
+            return module(x) if module is not None else x
 
     def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        """Apply layer ``layer``'s MLP (without its norm) to ``x [..., d_model]``."""
-        block = self._layers[self._layer_index(layer)]
+        """What layer ``layer``'s MLP adds to the residual stream from its normalized input ``x
+        [..., d_model]``: the MLP (MoE: router and experts), then the family's output norm and
+        residual multiplier, as :meth:`NativeLM.mlp`."""
+        block = self.decoder_layers()[self._layer_index(layer)]
         x = self._as_residual(x, "mlp")
         with torch.inference_mode():
-            return block.mlp(x)
+            if self.family.mlp_fn is not None:
+                out = self.family.mlp_fn(block, x)
+            else:
+                out = _first(get_submodule(block, self.family.mlp)(x))
+            return self._sublayer_output(block, self.family.mlp_out_norm, out)
 
     def attn_output(self, layer: int, z: torch.Tensor) -> torch.Tensor:
-        """What layer ``layer``'s attention adds to the residual: ``z @ W_O + b_O`` per head."""
-        self._layer_index(layer)
-        z = z.to(self.device, self.dtype)
-        return torch.einsum("...hd,hdm->...m", z, self.W_O[layer]) + self.b_O[layer]
+        """What layer ``layer``'s attention adds to the residual from its per-head ``z [..., heads,
+        d_head]``: the output projection, output norm and residual multiplier."""
+        block = self.decoder_layers()[self._layer_index(layer)]
+        if not isinstance(z, torch.Tensor) or z.shape[-2:] != (self.n_heads, self.d_head):
+            raise InvalidArgumentError(
+                f"attn_output takes z [..., heads={self.n_heads}, d_head={self.d_head}], got "
+                f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}"
+            )
+        with torch.inference_mode():
+            flat = z.to(self.device, self.dtype).flatten(-2)
+            out = get_submodule(block, self.family.o_proj)(flat)
+            return self._sublayer_output(block, self.family.attn_out_norm, out)
+
+    def _sublayer_output(self, block: nn.Module, out_norm: str | None, out: torch.Tensor):
+        if out_norm is not None:
+            out = get_submodule(block, out_norm)(out)
+        multiplier = scalar(self.family.residual_multiplier, self._hf_model.config)
+        return out * multiplier if multiplier is not None else out
 
     # ----------------------------------------------------------------- the model's computation
     @property
@@ -309,9 +353,17 @@ class TransformerLensLM(HookedLM):
         return hf_causal_mask(self._hf_model.config, x, positions)
 
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
-        """Final norm then unembedding: residual ``[..., d_model]`` -> logits ``[..., d_vocab]``."""
+        """Final norm, unembedding, then the family's logit multiplier and final softcap:
+        residual ``[..., d_model]`` -> logits ``[..., d_vocab]`` (as :meth:`NativeLM.unembed`)."""
+        normed = self.norm(None, "final", x)
+        config = self._hf_model.config
         with torch.inference_mode():
-            return self.model.unembed(self.norm(None, "final", x))
+            logits = get_submodule(self._hf_model, self.family.unembed)(normed)
+            multiplier = scalar(self.family.logit_multiplier, config)
+            if multiplier is not None:
+                logits = logits * multiplier
+            cap = scalar(self.family.final_softcap, config)
+            return torch.tanh(logits / cap) * cap if cap is not None else logits
 
 
 def _attention_scale(attn: nn.Module, cfg: object, d_head: int) -> float:
@@ -324,6 +376,33 @@ def _attention_scale(attn: nn.Module, cfg: object, d_head: int) -> float:
         return 1.0
     scale = getattr(cfg, "attn_scale", -1.0)
     return 1.0 / scale if scale > 0 else 1.0 / math.sqrt(d_head)
+
+
+def _attention_features(model: nn.Module, attn: nn.Module) -> AttentionFeatures:
+    """The sliding window, logit softcap and sinks of one layer, read from the Hugging Face
+    attention module the bridge wraps, as that module passes them to its attention function:
+    its own ``sliding_window`` (``None`` on a full-attention layer of a mixed model), else the
+    config's (Mistral, Starcoder2 keep it there); ``attn_logit_softcapping`` (Gemma-2); the
+    learned ``sinks`` (GPT-OSS). Without a wrapped module (a bridge over a custom component),
+    the config's values."""
+    hf = getattr(attn, "original_component", None)
+    config = getattr(hf, "config", None) or getattr(
+        model.__dict__.get("original_model"), "config", None
+    )
+    window = (
+        hf.sliding_window
+        if hf is not None and hasattr(hf, "sliding_window")
+        else getattr(config, "sliding_window", None)
+    )
+    softcap = getattr(hf, "attn_logit_softcapping", None)
+    if softcap is None:
+        softcap = getattr(config, "attn_logit_softcapping", None)
+    sinks = getattr(hf, "sinks", None)
+    return AttentionFeatures(
+        window=window,
+        softcap=float(softcap) if softcap is not None else None,
+        sinks=sinks.detach() if isinstance(sinks, torch.Tensor) else None,
+    )
 
 
 class _Recorder:
@@ -423,5 +502,5 @@ class _Recorder:
             self.lm._scales[layer],
             self.padding,
             self.stats_checks,
-            AttentionFeatures(window=self.lm._windows[layer]),
+            self.lm._features[layer],
         )
