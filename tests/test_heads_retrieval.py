@@ -39,7 +39,7 @@ def copy_paste_model(seed: int = 0) -> torch.nn.Module:
     tok = word_tokenizer(96)
     code = [tok.convert_tokens_to_ids(w) for w in synthetic_needle(tok, seed=seed).answer.split()]
     d, dh = 32, 8
-    model = tiny_hf_model("gpt2", vocab_size=96, n_embd=d)  # 2 layers, 4 heads of 8
+    model = tiny_hf_model("gpt2", vocab_size=96, n_embd=d, tie_word_embeddings=True)  # 4 heads of 8
     g = torch.Generator().manual_seed(0)
     start = torch.cat([torch.ones(d, 1), torch.randn(d, d - 1, generator=g)], dim=1)
     basis = torch.linalg.qr(start)[0][:, 1:] * d**0.5  # orthogonal to the all-ones vector
