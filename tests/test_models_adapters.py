@@ -286,3 +286,87 @@ def test_logits_to_keep_returns_the_final_positions_of_the_full_logits(
     torch.testing.assert_close(last_two, full[:, -2:], atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="logits_to_keep must be 0"):
         lm.run(TEXT, logits_to_keep=-1)
+
+
+NNSIGHT_CLASSES = ["TransformersModel", "LanguageModel"]
+_DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+def _nnsight_object(class_name: str, model, tokenizer):
+    """nnsight's current class (``TransformersModel(..., task="text-generation")``) or its
+    deprecated alias ``LanguageModel``, whose construction (the user's own call) warns."""
+    import nnsight
+
+    cls = getattr(nnsight, class_name)
+    if class_name == "TransformersModel":
+        return cls(model, tokenizer=tokenizer, task="text-generation")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wrapped = cls(model, tokenizer=tokenizer)
+    # the recorder sees nnsight's deprecation category, so the checks below are not vacuous
+    assert any(issubclass(w.category, nnsight.NNsightDeprecationWarning) for w in caught)
+    return wrapped
+
+
+@pytest.mark.parametrize("class_name", NNSIGHT_CLASSES)
+def test_nnsight_classes_load_and_run_without_deprecation_warnings(class_name, natives, tokenizer):
+    wrapped = _nnsight_object(
+        class_name, tiny_hf_model("llama", vocab_size=len(tokenizer)), tokenizer
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lm = interp.load_model(wrapped)
+        assert isinstance(lm, NNsightLM)
+        _assert_same_run(natives["llama"], lm, BATCH, "llama")
+        lm.run(TEXT, capture="blocks.0.hook_resid_post", remote="local")
+    escaped = [
+        f"{w.category.__name__}: {w.message}"
+        for w in caught
+        if issubclass(w.category, _DEPRECATIONS)
+    ]
+    assert not escaped, escaped
+
+
+def test_nnsight_remote_local_serializes_the_trace_and_matches(nnsights, monkeypatch):
+    """``remote="local"`` is nnsight 0.8.1's LocalSimulationBackend: the trace is serialized and
+    deserialized (local modules hidden) as for NDIF, then run here; captures, statistics and
+    logits equal a plain local run. nnsight's API key is never copied into interp's objects."""
+    import nnsight
+    from nnsight.intervention.backends.local import LocalSimulationBackend
+
+    calls = []
+    original = LocalSimulationBackend.__call__
+
+    def counted(self, tracer):
+        calls.append(type(tracer).__name__)
+        return original(self, tracer)
+
+    monkeypatch.setattr(LocalSimulationBackend, "__call__", counted)
+    monkeypatch.setattr(nnsight.CONFIG.API, "APIKEY", "interp-test-secret-key")
+    lm = nnsights["gpt_neox"]
+    capture = _capture("gpt_neox")
+    ref_logits, ref = lm.run(BATCH, capture=capture, attention_stats=True)
+    assert not calls
+    logits, cache = lm.run(BATCH, capture=capture, attention_stats=True, remote="local")
+    assert len(calls) == 1  # one serialized round trip
+    assert torch.equal(logits, ref_logits) and sorted(cache) == sorted(ref)
+    for name, value in ref.items():
+        assert torch.equal(cache[name], value), name
+    for field in ("lse", "max_prob", "argmax"):
+        assert torch.equal(cache.stats(field), ref.stats(field)), field
+    assert "interp-test-secret-key" not in repr(lm) + repr(vars(lm)) + repr(cache)
+
+
+def test_nnsight_remote_refuses_what_ndif_cannot_compute(nnsights):
+    """NDIF runs its own copy of the model without interp's probe: q/k and statistics are refused
+    in one line before anything is sent; an unknown remote mode is named."""
+    from interp.errors import UnsupportedModelError
+
+    lm = nnsights["llama"]
+    for kwargs in ({"capture": "blocks.0.attn.hook_q"}, {"attention_stats": True}):
+        with pytest.raises(UnsupportedModelError, match="remote=True runs on NDIF's copy") as e:
+            lm.run(TEXT, remote=True, **kwargs)
+        assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="remote must be False, True or 'local', got 'ndif'"):
+        lm.run(TEXT, remote="ndif")
+    assert lm.remote is False

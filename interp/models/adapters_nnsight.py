@@ -14,17 +14,32 @@ The split of work:
 
 Wrapping switches the underlying model's attention implementation to ``"interp"`` (SDPA
 numerics), which the nnsight object shares.
+
+nnsight 0.8 deprecates ``LanguageModel`` in favour of ``TransformersModel(..., task=
+"text-generation")``; both are accepted, and nnsight's deprecation warnings
+(``NNsightDeprecationWarning``, a ``FutureWarning``) raised while wrapping or tracing are silenced,
+so none reaches the user from ``load_model`` or ``run``.
+
+Remote execution (``run(..., remote=True)``) ships the trace to NDIF; the API key is nnsight's own
+(``nnsight.CONFIG.API.APIKEY`` or ``NDIF_API_KEY``) and interp never reads, prints or stores it.
+NDIF runs its own copy of the model, without interp's attention probe or hooks, so remotely only
+module boundaries are captured: post-rotary q/k/v, patterns, attention statistics and edits are
+refused there in one line. ``remote="local"`` is nnsight's serverless dry run of the same path
+(the trace is serialized and deserialized with local modules hidden, then run here): it tests that
+a request would ship.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from contextlib import ExitStack
 
 import nnsight
 import torch
 
-from interp.errors import InputTypeError, InvalidArgumentError
+from interp.errors import InputTypeError, InvalidArgumentError, UnsupportedModelError
 from interp.models.hf_compat import cache_argument, first, returned_cache
 from interp.models.hooked import Forward
 from interp.models.hooks import split_layer_name
@@ -39,6 +54,18 @@ _BLOCK_ORDER = (
     "hook_mlp_out",
     "hook_resid_post",
 )
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence nnsight's deprecation warnings (and plain DeprecationWarnings) inside the block."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        category = getattr(nnsight, "NNsightDeprecationWarning", None)
+        if category is not None:
+            warnings.simplefilter("ignore", category)
+        yield
 
 
 def _envoy(root: object, path: str) -> object:
@@ -60,7 +87,8 @@ class NNsightLM(NativeLM):
         self, envoy: object, tokenizer: object | None = None, *, name: str | None = None
     ) -> None:
         if isinstance(envoy, nnsight.Envoy) and hasattr(envoy, "dispatch"):
-            envoy.dispatch()  # a model loaded by name holds meta tensors until dispatched
+            with _quiet():
+                envoy.dispatch()  # a model loaded by name holds meta tensors until dispatched
         module = getattr(envoy, "_module", None)
         if not isinstance(envoy, nnsight.Envoy) or not hasattr(
             getattr(module, "config", None), "model_type"
@@ -74,13 +102,19 @@ class NNsightLM(NativeLM):
             raise InvalidArgumentError(
                 "this nnsight model has no tokenizer; pass one: load_model(model, tokenizer=tok)"
             )
-        super().__init__(module, tokenizer, name=name)
+        with _quiet():
+            super().__init__(module, tokenizer, name=name)
         self.envoy = envoy
         self.remote: bool | str = False
 
     def run(self, *args, remote: bool | str = False, **kwargs):
-        """:meth:`HookedLM.run`; ``remote=True`` runs the trace on NDIF (nnsight's own API key
-        configuration), ``remote="local"`` through nnsight's local serialization round trip."""
+        """:meth:`HookedLM.run` inside an nnsight trace.
+
+        ``remote=True`` runs the trace on NDIF (nnsight's own API key configuration; module
+        boundaries only: ``attn.hook_q/k/v/pattern``, ``attention_stats`` and edits need interp's
+        probe and hooks, which NDIF's copy of the model does not have). ``remote="local"`` runs
+        nnsight's offline test of the remote path: the trace is serialized, deserialized with
+        local modules hidden, and run here (everything is available, as in a local run)."""
         if remote not in (False, True, "local"):
             raise InvalidArgumentError(f"remote must be False, True or 'local', got {remote!r}")
         self.remote = remote
@@ -111,6 +145,13 @@ class NNsightLM(NativeLM):
         # Edits go through the same PyTorch hooks as the native backend (the traced module is the
         # same module); an edited hook is captured there too, so the capture sees the edit.
         edited = [name for name in request.names if name in plan.edits]
+        if self.remote is True and (plan.capture or plan.stats is not None or plan.edits):
+            raise UnsupportedModelError(
+                "remote=True runs on NDIF's copy of the model, which has no interp attention "
+                "probe or hooks: attn.hook_q/hook_k/hook_v/hook_pattern, attention_stats and "
+                "edits are available locally only (remote=False, or remote='local' to test the "
+                "request)"
+            )
         with ExitStack() as stack:
             self._install(stack, request, captures=edited)
             wanted = set(request.names) - set(edited)
@@ -130,8 +171,8 @@ class NNsightLM(NativeLM):
                 per_layer[layer].add(suffix)
         saved: dict[str, torch.Tensor] = {}
         remote = {"remote": self.remote} if self.remote else {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
+        # Nested on purpose: nnsight reads the trace block's source from the inner `with`.
+        with _quiet():  # noqa: SIM117
             with envoy.trace(batch, **kwargs, **remote):
                 if "hook_embed" in wanted:
                     saved["hook_embed"] = nnsight.save(_envoy(envoy, family.embed).output)
