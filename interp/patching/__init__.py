@@ -29,7 +29,7 @@ _EXPORTS = {
     "steer": "interp.patching.steering",
     "splice_edits": "interp.patching.splice",
     "SpliceResult": "interp.patching.splice",
-    "splice": "interp.patching.splice",
+    "splice_module": "interp.patching.splice",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
