@@ -11,6 +11,10 @@ the loader would raise another error).
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -204,3 +208,37 @@ def test_bad_placements_fail_in_one_line_before_loading(kwargs, error, message):
     with pytest.raises(error, match=message) as caught:
         interp.load_model(MISSING, **kwargs)
     assert "\n" not in str(caught.value)
+
+
+BENCH = Path(__file__).resolve().parents[1] / "analyses" / "benchmarks"
+
+
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_sharded_script_runs_its_checks_on_cpu_and_disk(capsys):
+    """The GPU script splits cuda:0 / cpu where a GPU is lent; here its python part runs the
+    same checks with the halves on the CPU and the disk, and its shell wrapper parses."""
+    script = _load_script("gpu_sharded")
+    assert script.split_map("cuda:0", "cpu")["model.layers.1"] == "cuda:0"
+    assert script.split_map("cuda:0", "cpu", offload_last=True)["model.layers.3"] == "disk"
+    assert script.main(["--devices", "cpu", "disk"]) == 0
+    out = capsys.readouterr().out
+    assert "0 failed checks" in out and "FAIL" not in out and "PASS  one device" in out
+    shell = subprocess.run(["bash", "-n", str(BENCH / "gpu_sharded.sh")], capture_output=True)
+    assert shell.returncode == 0, shell.stderr
+
+
+def test_gpu_sharded_checks_catch_a_different_model(reference, tokenizer):
+    script = _load_script("gpu_sharded")
+    other = interp.load_model(
+        tiny_hf_model("llama", vocab_size=len(tokenizer), layers=3, seed=1),
+        tokenizer=tokenizer,
+        device="cpu",
+    )
+    rows = {name: ok for name, ok, _ in script.compare(other, reference)}
+    assert not rows["logits"] and not rows["W_Q"] and rows["one device"]
