@@ -6,6 +6,8 @@
   :func:`mod10_features` for the mod-10 probe and vector arithmetic.
 - :func:`retrieval_scores` / :func:`retrieval_grid` (Wu et al. 2024): copy-paste attention in
   needle-in-a-haystack tests; :func:`masking_experiment` ablates the found heads.
+- :func:`causal_check`: ablate the top-k heads of any of them vs random heads and measure the
+  behaviour the kind exists for (repeated-half loss, ordinal increments, needle accuracy).
 
 Names are imported on first use (see :mod:`interp._lazy`).
 """
@@ -31,6 +33,8 @@ _EXPORTS = {
     "retrieval_report_sections": "interp.heads.retrieval",
     "MaskingResult": "interp.heads.masking",
     "masking_experiment": "interp.heads.masking",
+    "CausalCheck": "interp.heads.causal",
+    "causal_check": "interp.heads.causal",
     "Needle": "interp.heads.needles",
     "load_needles": "interp.heads.needles",
 }
