@@ -237,8 +237,13 @@ def test_unsupported_transformer_lens_architecture(tokenizer, tmp_path):
     bridge = _boot_bridge(BloomForCausalLM(config).eval(), tokenizer, tmp_path)
     with pytest.raises(
         UnsupportedModelError, match="unsupported TransformerLens architecture 'BloomForCausalLM'"
-    ):
+    ) as caught:
         interp.load_model(bridge)
+    message = str(caught.value)
+    assert "\n" not in message and "LlamaForCausalLM" in message and "interp.load_model" in message
+    # a bridge is placed by its own library: a device map for it is refused, not ignored
+    with pytest.raises(ValueError, match="device_map applies to models interp loads"):
+        interp.load_model(bridge, device_map={"": "cpu"})
 
 
 def test_bad_requests_and_objects(bridges, tiny_models):
@@ -370,3 +375,26 @@ def test_nnsight_remote_refuses_what_ndif_cannot_compute(nnsights):
     with pytest.raises(ValueError, match="remote must be False, True or 'local', got 'ndif'"):
         lm.run(TEXT, remote="ndif")
     assert lm.remote is False
+
+
+def test_nnsight_remote_true_hands_the_trace_to_nnsights_remote_backend(nnsights, monkeypatch):
+    """``remote=True`` reaches nnsight's ``trace(remote=True)``; the backend nnsight builds for it
+    (NDIF's, here swapped for its local simulation: no network) gets the module-boundary
+    captures, which equal a local run."""
+    from nnsight.intervention.backends.local import LocalSimulationBackend
+
+    lm = nnsights["llama"]
+    asked = []
+
+    def backend(self, remote, blocking, job_id, verbose):
+        asked.append(remote)
+        return LocalSimulationBackend(self)
+
+    monkeypatch.setattr(type(lm.envoy), "_remote_backend", backend)
+    capture = ["blocks.*.hook_resid_post", "blocks.0.attn.hook_z", "hook_embed"]
+    ref_logits, ref = lm.run(TEXT, capture=capture)
+    logits, cache = lm.run(TEXT, capture=capture, remote=True)
+    assert asked == [True]
+    assert torch.equal(logits, ref_logits)
+    for name, value in ref.items():
+        assert torch.equal(cache[name], value), name

@@ -151,7 +151,9 @@ def input_device(model: nn.Module) -> torch.device:
     """The device a model's input ids go to: its input embedding's (execution) device.
 
     For a model dispatched by accelerate the first parameter may live on another GPU, or on
-    ``meta`` when offloaded; the embedding's hook names where it computes.
+    ``meta`` when offloaded; the embedding's hook names where it computes. This is the accessor
+    for ``NativeLM.device`` (today ``next(model.parameters()).device``, which is the same
+    device for every model whose embedding is its first parameter and is resident).
     """
     embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     if embed is None:
@@ -161,15 +163,3 @@ def input_device(model: nn.Module) -> torch.device:
     if execution is not None:
         return torch.device(execution if not isinstance(execution, int) else f"cuda:{execution}")
     return embed.weight.device
-
-
-def output_device(model: nn.Module) -> torch.device:
-    """The device the logits come back on: the output embedding's (execution) device."""
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if head is None:
-        return input_device(model)
-    hook = getattr(head, "_hf_hook", None)
-    execution = getattr(hook, "execution_device", None)
-    if execution is not None:
-        return torch.device(execution if not isinstance(execution, int) else f"cuda:{execution}")
-    return head.weight.device

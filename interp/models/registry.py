@@ -335,8 +335,9 @@ def load_model(
     and ``offload_folder`` (where disk-offloaded weights go) load through accelerate, as
     transformers' ``from_pretrained(device_map=...)`` does; consecutive layers may then live on
     different devices and accelerate moves each layer's input to it. Input ids go to the input
-    embedding's device; logits come back on the output head's device. ``device`` and
-    ``device_map`` exclude each other. Every device named and the dtype are checked before any
+    embedding's device (``lm.device``), and that is the one device captures, attention
+    statistics and per-head weights come back on. ``device`` and ``device_map`` exclude each
+    other. Every device named and the dtype are checked before any
     weight is read (:class:`~interp.errors.DeviceError` for a device this machine lacks or a
     dtype it cannot compute in).
 
@@ -362,6 +363,12 @@ def load_model(
     kind = "string" if isinstance(spec, str | Path) else _kind(spec)
     if kind == "hooked":
         return spec
+    if kind in ("transformer_bridge", "nnsight") and placement:
+        raise InvalidArgumentError(
+            f"device_map applies to models interp loads or is handed as Hugging Face models; a "
+            f"{type(spec).__name__} is placed by its own library (e.g. nnsight's "
+            "TransformersModel(..., device_map='auto')), then passed to load_model as it is"
+        )
     if kind in ("transformer_bridge", "nnsight"):
         from interp.models import adapters
 
