@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from interp.rnn.dynamics import kick_neurons
 from interp.rnn.dynamics_analysis import analyze_noise_rnn
 from interp.rnn.hmm_net import NoiseRNN, load_hmm_run, save_hmm_run, train_hmm
 from interp.rnn.tasks import make_task
@@ -76,6 +77,19 @@ def main() -> None:
     print("\n== dynamics (paper settings: 1,000 states, 20 continuations of up to 50 steps)")
     print(dynamics.table())
     print(f"\nexplained variance of PC1-3: {[round(v, 3) for v in dynamics.explained.tolist()]}")
+    cut = dynamics.kick_cut.double()
+    ranking = dynamics.kick["ranking"]
+    print(f"largest ablation cuts: {[(i, round(float(cut[i]), 4)) for i in ranking[:8]]}")
+    # the paper's reverse-engineered net had two groups of three: ablate the top 6 together
+    generator = torch.Generator().manual_seed(args.seed + 1)
+    starts = dynamics.states[torch.randperm(len(dynamics.states), generator=generator)[:64]]
+    six = kick_neurons(net.double(), starts, generator=generator, steps=100, top_k=6)
+    random = six["random_rates"].double()
+    print(
+        f"top-6 by cut {six['kick'].tolist()}: rate {six['baseline']:.4f} -> ablated "
+        f"{six['ablated_rate']:.4f}; 20 random sets of 6 others: {float(random.mean()):.4f} ± "
+        f"{float(random.std()):.4f} (min {float(random.min()):.4f})"
+    )
     print(f"total time {time.perf_counter() - start:.0f} s")
 
 

@@ -137,6 +137,7 @@ def test_planted_result_round_trips_and_draws(planted, tmp_path):
     assert loaded.kick == result.kick and loaded.zone_summary == result.zone_summary
     assert set(result.figures()) == {"state_space", "phase", "residency", "kick"}
     assert "kick neurons [12, 13, 14, 15, 16, 17]" in result.table()
+    assert result.fixed_points["collapsed_fraction"] == 0.0  # planted clusters hold without input
 
 
 def test_batched_residency_equals_the_per_state_loop():
@@ -178,6 +179,7 @@ def test_contracting_net_collapses_to_one_fixed_point_without_input():
     )
     assert result.fixed_points["n"] == 1 and result.fixed_points["classes"] == ["stable"]
     assert result.fixed_points["norms"][0] < 1e-5  # q < 1e-12 at contraction 0.5
+    assert result.fixed_points["collapsed_fraction"] == 1.0
 
 
 def test_bad_inputs():

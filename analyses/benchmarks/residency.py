@@ -65,7 +65,7 @@ def main() -> None:
         f"{args.inputs} noise inputs, {args.threads} CPU thread(s), best of {args.repeats}"
     )
     print(
-        f"{'hidden':>6} {'mean residency':>15} {'per-state loop s':>17} {'batched s':>10} {'ratio':>7}"
+        f"{'net (hidden)':>18} {'mean residency':>15} {'per-state loop s':>17} {'batched s':>10} {'ratio':>7}"
     )
     nets = [(str(hidden), _net(hidden, args.inputs, seed=0)) for hidden in args.hidden]
     if args.run is not None:

@@ -43,13 +43,25 @@ def _commitment_summary(commit: dict, kick: list[int]) -> dict:
     }
 
 
-def _fixed_points(net, states: Tensor, n_starts: int, seed: int) -> tuple[dict, Tensor]:
+def _fixed_points(
+    net, states: Tensor, n_starts: int, seed: int, collapse_steps: int = 200
+) -> tuple[dict, Tensor]:
+    """Zero-input fixed points, and whether every visited state decays onto one without input."""
     inputs = torch.zeros(net.weight_ih.shape[1], dtype=torch.float64)
     points = find_fixed_points(
         net, inputs=inputs, initial_states=states, n_starts=n_starts, seed=seed, noise=0.5
     )
     moduli = points.eigenvalues.abs()
+    with torch.no_grad():  # the paper: without input the activity collapses to the fixed point
+        h = states.clone()
+        zero = torch.zeros(len(h), net.weight_ih.shape[1], dtype=h.dtype)
+        for _ in range(collapse_steps):
+            h = net.step(h, zero)
+        ratio = h.norm(dim=-1) / states.norm(dim=-1).clamp(min=1e-300)
     summary = {
+        "collapse_steps": collapse_steps,
+        "collapsed_fraction": float((ratio < 1e-6).double().mean()),
+        "largest_final_norm": float(h.norm(dim=-1).max()),
         "n": len(points),
         "classes": list(points.classes),
         "max_moduli": [float(m) for m in moduli[:, 0]] if len(points) else [],

@@ -61,7 +61,11 @@ class NoiseDynamics(Result):
         fp, k, ph = self.fixed_points, self.kick, self.phase
         lines = [
             f"zero-input fixed points: {fp['n']} ({', '.join(fp['classes']) or 'none'}); "
+            f"norms {', '.join(f'{v:.2g}' for v in fp['norms'])}; "
             f"largest |λ| {', '.join(f'{v:.3f}' for v in fp['max_moduli'])}",
+            f"without input, {fp['collapsed_fraction']:.1%} of the visited states decay below 1e-6 "
+            f"of their norm in {fp['collapse_steps']} steps (largest final norm "
+            f"{fp['largest_final_norm']:.2g})",
             f"phase: decodes the emitted symbol {ph['decoding_accuracy']:.3f}; symbols by phase "
             f"{ph['symbol_order']}; concentration {[round(c, 3) for c in ph['concentration']]}",
             f"{'zone':>12} {'states':>7} {'residency':>10} {'unstable':>9} {'any>1':>6}",
