@@ -58,6 +58,9 @@ class PatchingResult(Result):
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # own copies: safetensors refuses fields sharing storage (baseline is often a metric)
+        for name in ("values", "per_example", "clean_metric", "corrupted_metric", "baseline"):
+            setattr(self, name, torch.as_tensor(getattr(self, name)).detach().cpu().clone())
         self.settings = dict(self.settings)
         self.settings.setdefault("interp_version", __version__)
 
