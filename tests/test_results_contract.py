@@ -23,6 +23,7 @@ import pytest
 import torch
 
 import interp
+from interp.heads import HeadScores
 from interp.results import Result
 
 
@@ -70,6 +71,21 @@ def _ensemble():
     )  # fmt: skip
 
 
+@functools.cache
+def _llama():
+    """A tiny random-init Llama (3 layers) with the 96-word tokenizer, as the patching tests use."""
+    from tests.tiny import tiny_hf_model, word_tokenizer
+
+    tokenizer = word_tokenizer(96)
+    torch.manual_seed(0)
+    model = tiny_hf_model("llama", vocab_size=len(tokenizer), layers=3)
+    return interp.load_model(model, tokenizer=tokenizer)
+
+
+CLEAN = ["w5 w9 w14 w5 w9 w30", "w8 w9 w14 w8 w9 w30"]
+CORRUPT = ["w6 w9 w14 w6 w9 w30", "w11 w9 w14 w11 w9 w30"]
+
+
 def _states() -> torch.Tensor:
     """Per-token states ``[layers + 1, samples, tokens, dim]`` of a tiny ViT on random images."""
     from interp.depth.views import view_of
@@ -111,6 +127,51 @@ def _mod10():
 
     lm, tasks = mod10_lm(successor=True)
     return mod10_features(lm, (1, 0), embedding="raw", tasks=tasks, folds=2)
+
+
+def _causal_check():
+    from interp.heads.causal import causal_check
+
+    values = torch.rand(3, 4, generator=torch.Generator().manual_seed(0))
+    scores = HeadScores(
+        scores={"prefix_matching": values}, primary="prefix_matching",
+        thresholds={"prefix_matching": 0.95},
+    )  # fmt: skip
+    return causal_check(_llama(), scores, k=2, draws=2, seq_len=6, n_examples=2)
+
+
+def _patching():
+    from interp.patching import activation_patching, logit_diff
+
+    metric = logit_diff(_llama(), ["w5", "w8"], ["w6", "w11"])
+    return activation_patching(_llama(), CLEAN, CORRUPT, metric, sites="z", layers=[1])
+
+
+def _dla():
+    from interp.patching.dla import direct_logit_attribution
+
+    return direct_logit_attribution(_llama(), CLEAN, "w14", "w3", positions=[2, -1])
+
+
+def _lens():
+    from interp.patching.lens import logit_lens
+
+    return logit_lens(_llama(), CLEAN[0], targets=["w14"], k=3)
+
+
+def _steering():
+    from interp.patching.steering import steer
+
+    vector = torch.randn(_llama().d_model, generator=torch.Generator().manual_seed(1))
+    return steer(_llama(), CLEAN[0], vector, "w14", "w3", layers=[0, 1], scales=[0.0, 2.0])
+
+
+def _splice():
+    from interp.patching.splice import splice_module
+
+    torch.manual_seed(0)
+    probe = torch.nn.Linear(_llama().d_model, _llama().d_model).double()
+    return splice_module(_llama(), CLEAN[0], "blocks.0.hook_resid_post", probe)
 
 
 def _train_result():
@@ -248,6 +309,12 @@ FACTORIES: dict[str, Callable[[], Result]] = {
     "HMMTrainResult": _hmm_train,
     "NoiseDynamics": _noise_dynamics,
     "CurriculumResult": _curriculum,
+    "CausalCheck": _causal_check,
+    "PatchingResult": _patching,
+    "DLAResult": _dla,
+    "LogitLens": _lens,
+    "SteeringResult": _steering,
+    "SpliceResult": _splice,
     "Timescales": _timescales,
     "Ensemble": _ensemble,
     "Degeneracy": _degeneracy,
