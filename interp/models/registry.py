@@ -351,6 +351,7 @@ def load_model(
     accelerate already dispatched (``hf_device_map``) is left where it is.
     """
     from interp.models.native import NativeLM
+    from interp.models.ssm import MambaLM, is_ssm_model
 
     if isinstance(spec, tuple) and len(spec) == 2:
         spec, tokenizer = spec
@@ -389,7 +390,7 @@ def load_model(
         )
     if not placement and getattr(model, "hf_device_map", None) is None:
         model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
-    return NativeLM(model, tokenizer, name=name)
+    return (MambaLM if is_ssm_model(model) else NativeLM)(model, tokenizer, name=name)
 
 
 def _check_placement(
