@@ -79,8 +79,13 @@ class NoiseDynamics(Result):
             lines.append(f"{name:>12} {z['count']:>7} {cells[0]:>10} {cells[1]:>9} {cells[2]:>6}")
         controls = self.random_rates.double()
         lines += [
-            f"transition rate {k['baseline']:.4f}; kick neurons {k['kick']} "
-            f"(cut >= {self.settings['min_cut']:.0%} of it when ablated)",
+            f"transition rate {k['baseline']:.4f}; kick neurons {k['kick']} ("
+            + (
+                f"the {self.settings['top_k']} largest cuts"
+                if self.settings.get("top_k")
+                else f"cut >= {self.settings['min_cut']:.0%} of it when ablated"
+            )
+            + ")",
             f"ablating them: rate {k['ablated_rate']:.4f}; {len(controls)} random sets of "
             f"{len(k['kick'])} others: {float(controls.mean()):.4f} ± {float(controls.std()):.4f}",
         ]

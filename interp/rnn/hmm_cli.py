@@ -66,7 +66,14 @@ def hmm_command(
     states: int = typer.Option(1000, min=2, help="noisy-trajectory states analysed"),
     continuations: int = typer.Option(20, min=1, help="noisy continuations per state"),
     horizon: int = typer.Option(50, min=1, help="continuation length"),
-    min_cut: float = typer.Option(0.2, callback=non_negative_finite, help="kick-neuron cut"),
+    min_cut: float = typer.Option(
+        0.2,
+        callback=non_negative_finite,
+        help="kick neurons: ablation cuts the transition rate by >= this fraction",
+    ),
+    top_k: int = typer.Option(
+        None, min=1, help="take the k largest cuts as kick neurons (default: cut >= --min-cut)"
+    ),
     seed: int = typer.Option(0, help="seed (weights, data, noise)"),
     threads: int = typer.Option(1, min=1, help="CPU threads for torch"),
     overwrite: bool = typer.Option(False, help="replace interp's own earlier outputs"),
@@ -114,7 +121,7 @@ def hmm_command(
     with user_errors():
         dynamics = analyze_noise_rnn(
             net, steps=states, n_continuations=continuations, horizon=horizon,
-            min_cut=min_cut, seed=seed,
+            min_cut=min_cut, top_k=top_k, seed=seed,
         )  # fmt: skip
     typer.echo(dynamics.table())
     if save is not None:
