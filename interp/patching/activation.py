@@ -99,7 +99,7 @@ def patched_metrics(
 ) -> torch.Tensor:
     """``[n_cells, n_examples]`` the metric with each cell patched, ``chunk`` cells a forward."""
     n = base.n_examples
-    out = torch.empty(len(cells), n)
+    out = torch.empty(len(cells), n, dtype=base.clean_metric.dtype)
     keep = 1 if base.last_only else 0
     for start in range(0, len(cells), chunk):
         part = cells[start : start + chunk]

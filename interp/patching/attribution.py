@@ -100,7 +100,8 @@ def attribution_scores(
     for hook, grad in zip(hooks, grads, strict=True):
         grad = torch.zeros_like(seen[hook]) if grad is None else grad
         delta = base.sources[hook].to(grad.device, grad.dtype) - seen[hook]
-        products[hook] = (delta * grad).sum(-1).detach().float().cpu()  # [n, pos(, heads)]
+        product = (delta * grad).sum(-1).detach().cpu()  # [n, pos(, heads)]
+        products[hook] = product.to(base.base_metric.dtype)
     return {g.site: _cells(g, products) for g in grids}
 
 

@@ -53,7 +53,8 @@ def logit_diff(lm, answer: Token | Sequence[Token], wrong: Token | Sequence[Toke
     wrong_ids = _ids(lm, wrong, "wrong answer")
 
     def metric(logits: torch.Tensor, ctx: MetricContext) -> torch.Tensor:
-        last = ctx.at_last(logits).float()
+        last = ctx.at_last(logits)
+        last = last if last.dtype == torch.float64 else last.float()
         n = int(ctx.examples.max()) + 1
         right = _per_example(answer_ids, n, "answer").to(last.device)[ctx.examples]
         other = _per_example(wrong_ids, n, "wrong answer").to(last.device)[ctx.examples]
@@ -85,7 +86,7 @@ def _per_example(ids: torch.Tensor, n: int, what: str) -> torch.Tensor:
 
 
 def evaluate(metric: Metric, logits: torch.Tensor, ctx: MetricContext) -> torch.Tensor:
-    """``metric(logits, ctx)`` checked to be a finite-shaped ``[rows]`` float tensor."""
+    """``metric(logits, ctx)`` checked to be a ``[rows]`` tensor; float32 (float64 kept)."""
     value = metric(logits, ctx)
     rows = ctx.examples.shape[0]
     if not isinstance(value, torch.Tensor) or value.shape != (rows,):
@@ -94,7 +95,7 @@ def evaluate(metric: Metric, logits: torch.Tensor, ctx: MetricContext) -> torch.
             f"the metric must return one value per row, a tensor of shape ({rows},), got {got}; "
             "reduce over everything but the batch axis (e.g. ctx.at_last(logits)[:, id])"
         )
-    return value.float()
+    return value if value.dtype == torch.float64 else value.float()
 
 
 def check_metric(metric: object) -> Metric:
