@@ -252,6 +252,18 @@ class MambaLM(HookedLM):
         with torch.inference_mode():
             return module(x)
 
+    def ssm_parameters(self, layer: int) -> dict[str, torch.Tensor]:
+        """Layer ``layer``'s input-independent SSM parameters per scan channel: ``A [d_inner,
+        d_state]`` (``-exp(A_log)``; Mamba-2's per-head scalar repeated over the head's channels
+        and states) and the skip ``D [d_inner]``."""
+        mixer = self._layers[self._layer_index(layer)].mixer
+        A, D = -torch.exp(mixer.A_log.detach().float()), mixer.D.detach()
+        if self.variant == "mamba2":
+            per_head = self.d_inner // self.n_ssm_heads
+            A = A.repeat_interleave(per_head)[:, None].expand(-1, self.d_state)
+            D = D.repeat_interleave(per_head)
+        return {"A": A, "D": D}
+
     def mixer(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """What layer ``layer``'s mixer adds to the residual from its normalized input ``x [batch,
         pos, d_model]`` (differentiable: no inference mode)."""

@@ -1,0 +1,153 @@
+"""Gradient paths: ``||dy_i / dx_j||_F`` against the distance ``i - j``, by autograd.
+
+Ghodsi 2025: attention connects every pair of positions through one softmax weight, so its
+gradient paths do not decay with distance; a stable SSM's lag operators shrink like ``rho^(i-j)``
+(``rho`` the spectral radius of ``A``), and so do its gradient paths. :func:`gradient_paths`
+measures the full Jacobian of any map ``[T, d_in] -> [T, d_out]`` on a real input;
+:func:`layer_gradient_paths` does it for one layer of a wrapped language model, from the layer's
+input (``blocks.{l}.hook_resid_pre``) to what its mixer adds to the residual stream
+(``hook_attn_out`` for attention, ``hook_mixer_out`` for an SSM).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from interp.errors import InvalidArgumentError
+from interp.results import Result
+
+MAX_JACOBIAN = 2**24  # entries of the [T, d_out, T, d_in] Jacobian computed exactly
+
+
+def jacobian_norms(y: torch.Tensor, x: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """``N[i, j] = ||dy_i / dx_j||_F`` for ``y [T, d_out]`` computed from the leaf ``x [T, d_in]``
+    (or ``[1, T, d_in]``).
+
+    Back-propagates every output coordinate's basis vector (batched, ``chunk`` at a time); the
+    graph is kept until the last chunk.
+    """
+    T, d_out = y.shape
+    if T * d_out * x.numel() > MAX_JACOBIAN:
+        raise InvalidArgumentError(
+            f"the Jacobian would hold {T * d_out * x.numel():,} values (limit {MAX_JACOBIAN:,}); "
+            "use a shorter input"
+        )
+    flat = y.reshape(-1)
+    positions, d_in = x.shape[-2], x.shape[-1]
+    squares = torch.zeros(flat.numel(), positions, dtype=torch.float64)
+    eye = torch.eye(flat.numel(), dtype=y.dtype, device=y.device)
+    for lo in range(0, flat.numel(), chunk):
+        basis = eye[lo : lo + chunk]
+        last = lo + chunk >= flat.numel()
+        try:
+            (grads,) = torch.autograd.grad(
+                flat, x, basis, retain_graph=not last, is_grads_batched=True
+            )
+        except RuntimeError:  # an op without a batching rule: one backward per coordinate
+            grads = torch.stack(
+                [torch.autograd.grad(flat, x, v, retain_graph=True)[0] for v in basis]
+            )
+        grads = grads.detach().double().reshape(basis.shape[0], positions, d_in)
+        squares[lo : lo + basis.shape[0]] = grads.pow(2).sum(-1).cpu()
+    return squares.reshape(T, d_out, -1).sum(1).sqrt()
+
+
+def by_distance(norms: torch.Tensor) -> torch.Tensor:
+    """Mean of ``norms[i, j]`` over the pairs at each distance ``i - j = 0 .. T - 1``."""
+    T = norms.shape[0]
+    return torch.stack([norms.diagonal(-d).mean() for d in range(T)])
+
+
+def decay_rate(profile: torch.Tensor) -> float:
+    """``rho`` of the least-squares fit ``log profile[d] = a + d log rho`` over ``d >= 1`` where
+    the profile is positive (NaN with fewer than two such distances)."""
+    d = torch.arange(len(profile), dtype=torch.float64)
+    keep = (d >= 1) & (profile > 0)
+    if int(keep.sum()) < 2:
+        return float("nan")
+    slope = np.polyfit(d[keep].numpy(), profile[keep].double().log().numpy(), 1)[0]
+    return float(np.exp(slope))
+
+
+@dataclass
+class GradientPaths(Result):
+    """``norms[i, j] = ||dy_i / dx_j||_F`` of a layer on one input; ``profile[d]`` its mean at
+    distance ``d = i - j``; ``rho`` the fitted per-step decay (1 = no decay with distance)."""
+
+    norms: torch.Tensor
+    profile: torch.Tensor
+    rho: float
+    kind: str
+    layer: int | None = None
+    settings: dict = field(default_factory=dict)
+
+    def table(self) -> str:
+        p = self.profile
+        shown = ", ".join(f"{float(v):.3g}" for v in p[: min(8, len(p))])
+        return (
+            f"{self.kind} layer {self.layer}: mean ||dy_i/dx_j|| at distance 0..: {shown}"
+            f"{' ...' if len(p) > 8 else ''}\nfitted decay per step rho = {self.rho:.4g}"
+        )
+
+    def figure(self) -> go.Figure:
+        return paths_figure({f"layer {self.layer} ({self.kind})": self.profile})
+
+
+def paths_figure(profiles: dict[str, torch.Tensor]) -> go.Figure:
+    fig = go.Figure()
+    for name, profile in profiles.items():
+        p = profile.double().cpu().numpy()
+        fig.add_trace(go.Scatter(x=list(range(len(p))), y=np.maximum(p, 1e-300), name=name))
+    fig.update_layout(
+        title="Gradient paths: mean ||dy_i / dx_j|| against distance i - j",
+        xaxis_title="distance i - j",
+        yaxis_title="mean Jacobian norm",
+        yaxis_type="log",
+        template="plotly_white",
+    )
+    return fig
+
+
+def _result(norms: torch.Tensor, kind: str, layer: int | None, settings: dict) -> GradientPaths:
+    profile = by_distance(norms)
+    return GradientPaths(norms, profile, decay_rate(profile), kind, layer, settings)
+
+
+def gradient_paths(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, kind: str = "function"
+) -> GradientPaths:
+    """Gradient paths of ``fn: [T, d_in] -> [T, d_out]`` at ``x`` (a float tensor)."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or not x.is_floating_point():
+        raise InvalidArgumentError("x must be a float tensor [T, d_in]")
+    x = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        y = fn(x)
+        norms = jacobian_norms(y, x)
+    return _result(norms, kind, None, {"length": x.shape[0]})
+
+
+def layer_gradient_paths(lm, inputs, layer: int, *, output: str | None = None) -> GradientPaths:
+    """Gradient paths of one layer of a wrapped LM on the first sequence of ``inputs``.
+
+    The layer's input ``blocks.{layer}.hook_resid_pre`` is replaced by a leaf holding its own
+    value (an edit), and ``output`` (default: the mixer's contribution, ``hook_mixer_out`` where
+    the model offers it, else ``hook_attn_out``) is differentiated against it. Uses only
+    ``lm.run``.
+    """
+    from interp.mixers.model import check_layer, mixer_kind
+
+    check_layer(lm, layer)
+    kind = mixer_kind(lm, layer)
+    prefix = f"blocks.{layer}."
+    out = output or prefix + ("hook_mixer_out" if kind == "selective" else "hook_attn_out")
+    _, cache = lm.run(inputs, capture=prefix + "hook_resid_pre")
+    leaf = cache[prefix + "hook_resid_pre"][:1].detach().clone().requires_grad_(True)
+    tokens = inputs[:1] if isinstance(inputs, torch.Tensor) else inputs
+    _, cache = lm.run(tokens, capture=out, edits={prefix + "hook_resid_pre": leaf}, grad=True)
+    norms = jacobian_norms(cache[out][0], leaf)
+    return _result(norms, kind, layer, {"model": lm.name, "output": out})
