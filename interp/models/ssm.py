@@ -202,6 +202,9 @@ class MambaLM(HookedLM):
     def _ablation(self, heads, method) -> AbstractContextManager[None]:
         raise _no_attention("ablate_heads")
 
+    def ablate_heads(self, heads, method="uniform") -> AbstractContextManager[None]:
+        raise _no_attention("ablate_heads")
+
     def attn_output(self, layer: int, z: torch.Tensor) -> torch.Tensor:
         raise _no_attention("attn_output")
 
