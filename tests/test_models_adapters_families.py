@@ -39,11 +39,6 @@ TL_STATUS: dict[str, tuple[str, str]] = {
         "TransformerLens 4.3 has no MinistralForCausalLM adapter (only ministral3): "
         "'Could not determine supported architecture from config'",
     ),
-    "gptj": (
-        "no post-rotary q/k",
-        "the bridge's GPT-J attention fires neither hook_rot_q/hook_rot_k nor hook_cos/hook_sin, "
-        "so attn.hook_q/hook_k and attention statistics are refused; every other hook matches",
-    ),
 }
 WEIGHTS = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O", "W_E", "W_U", "b_U")
 
@@ -194,3 +189,21 @@ def test_every_row_maps_to_a_bridge_architecture():
     """The adapter's accepted architectures are derived from the family table: one per row."""
     assert sorted(tl_families().values()) == sorted(FAMILIES)
     assert set(TL_STATUS) == set(FAMILIES)
+
+
+@pytest.mark.parametrize("method", ["zero", "uniform"])
+def test_bridge_head_ablation_matches_native(pair, method):
+    """Ablating heads (1, 0) and (0, 2) through the bridge gives the native backend's logits,
+    through the post-rotary query hook, the pre-rotary one where the bridge rotates outside its
+    hooks (GPT-NeoX, Falcon, Phi-3: zero stays zero), or the probe (GPT-J)."""
+    name, native, lm = pair
+    if lm is None:
+        pytest.skip(f"{name}: {TL_STATUS[name][1]}")
+    heads = [(1, 0), (0, 2)]
+    with lm.ablate_heads(heads, method):
+        logits = lm(BATCH)
+    with native.ablate_heads(heads, method):
+        expected = native(BATCH)
+    _, mask = native._as_tokens(BATCH, None, True)
+    _close(logits, expected, mask.bool(), f"{method} ablation")
+    assert (logits - lm(BATCH)).abs().max() > 1e-4  # the ablation changed something

@@ -9,30 +9,38 @@ one to one onto TransformerLens' except where the meaning differs:
   values stay un-repeated for grouped-query attention: ``[batch, pos, kv_heads, d_head]``.
 - ``ln_final.hook_normalized`` is the final norm's output, the bridge's ``ln_final.hook_out``.
 - Attention statistics hook the post-rotary q/k and call :func:`interp.kernels.attention_stats`
-  with the layer's own attention scale.
+  with the layer's own attention scale, sliding window, softcap and sinks (read from the wrapped
+  Hugging Face module). ``attn.hook_q`` is TransformerLens' projection output, so for OPT (which
+  folds the scale into its query projection) it differs from the native backend's by
+  ``attention_scale(layer)``; ``hook_q * attention_scale`` is the same in both.
+- A bridge that fires no post-rotary q/k hook but runs the wrapped attention module (GPT-J) gets
+  interp's attention probe installed on that module, as the native backend does: its attention
+  implementation becomes interp's (eager code kept for an eager model).
 
-Per-head weights come from TransformerLens' stacked ``W_Q`` ... ``b_O`` (keys/values expanded
-to every query head for GQA, zero biases where the checkpoint has none). KV-cache continuation is
-not offered: TransformerLens' q/k hooks see only the new tokens' keys.
+The accepted architectures are derived from the family table (:func:`tl_families`); the family
+row also locates the norms, MLP, output projection and head of the wrapped model, so ``norm``,
+``mlp``, ``attn_output`` and ``unembed`` include the family's output norms and multipliers as the
+native ones do. Per-head weights come from TransformerLens' stacked ``W_Q`` ... ``b_O`` (keys/
+values expanded to every query head for GQA, zero biases where the checkpoint has none). KV-cache
+continuation is not offered: TransformerLens' q/k hooks see only the new tokens' keys. The hook
+functions live in :mod:`interp.models.adapters_tl_hooks`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from interp._checks import Check
 from interp.errors import InputTypeError, InvalidArgumentError, UnsupportedModelError
-from interp.models.attention import AttentionFeatures, StatsRequest, layer_stats
+from interp.models.adapters_tl_hooks import Recorder, attention_features, attention_scale
+from interp.models.attention import AttentionProbe, register_attention_function
 from interp.models.families import FAMILIES, Family, get_submodule, scalar
 from interp.models.hf_compat import first as _first
 from interp.models.hooked import Forward, HookedLM
 from interp.models.hooks import all_hook_names, split_layer_name
-from interp.models.interventions import AblationMethod
+from interp.models.interventions import AblationMethod, probe_ablation
 from interp.models.native import hf_causal_mask, hf_rotary_embedding
 from interp.models.protocol import NormKind
 from interp.models.weights import HeadWeights
@@ -60,6 +68,10 @@ def _tl_family(cfg: object) -> Family:
             "to interp.load_model instead)"
         )
     return FAMILIES[families[source]]
+
+
+# Hooks the attention probe provides when the bridge fires no post-rotary q/k (``"probe"``).
+_PROBED = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern")
 
 
 class TransformerLensLM(HookedLM):
@@ -99,9 +111,12 @@ class TransformerLensLM(HookedLM):
         self.parallel = bool(getattr(cfg, "parallel_attn_mlp", False))
         self.hook_names = all_hook_names(self.n_layers, parallel=self.parallel)
         self._layers = model.blocks
+        self._probes: list[AttentionProbe] = []
         self._qk_source = self._find_qk_source()
-        self._scales = [_attention_scale(block.attn, cfg, self.d_head) for block in model.blocks]
-        self._features = [_attention_features(model, block.attn) for block in model.blocks]
+        if self._qk_source == "probe":
+            self._install_probes()
+        self._scales = [attention_scale(block.attn, cfg, self.d_head) for block in model.blocks]
+        self._features = [attention_features(model, block.attn) for block in model.blocks]
 
     @property
     def device(self) -> torch.device:
@@ -119,16 +134,27 @@ class TransformerLensLM(HookedLM):
                 "KV-cache continuation is not available through the TransformerLens adapter; "
                 "load the Hugging Face model with interp.load_model for decoding with a cache"
             )
-        padding = request.plan.key_padding
-        recorder = _Recorder(self, request.plan.stats, padding)
-        recorder.outputs = request.plan.outputs
-        recorder.stats_out = request.plan.stats_out
-        recorder.stats_checks = request.plan.stats_checks
-        hooks = recorder.hooks(request.names)
+        plan = request.plan
+        padding = plan.key_padding
+        # With the probe, the wrapped attention modules capture q/k/v and compute the statistics
+        # into the plan themselves; TransformerLens' hooks carry everything else.
+        probed = self._qk_source == "probe"
+        recorder = Recorder(self, None if probed else plan.stats, padding)
+        recorder.outputs = plan.outputs
+        recorder.stats_out = plan.stats_out
+        recorder.stats_checks = plan.stats_checks
+        names = request.names
+        if probed:
+            names = [n for n in names if split_layer_name(n)[1] not in _PROBED]
+        hooks = recorder.hooks(names)
         # An explicit all-ones mask keeps TransformerLens from guessing padding from pad ids.
         tokens = request.tokens
         mask = padding.long() if padding is not None else torch.ones_like(tokens)
-        with self.model.hooks(fwd_hooks=hooks + self._ablation_hooks):
+        with contextlib.ExitStack() as stack:
+            for probe in self._probes:
+                probe.plan = plan
+                stack.callback(setattr, probe, "plan", None)
+            stack.enter_context(self.model.hooks(fwd_hooks=hooks + self._ablation_hooks))
             logits = self.model(tokens, return_type="logits", attention_mask=mask)
         if request.logits_to_keep:
             logits = logits[:, -request.logits_to_keep :]
@@ -139,7 +165,12 @@ class TransformerLensLM(HookedLM):
     @contextlib.contextmanager
     def _ablation(self, heads: dict[int, list[int]], method: AblationMethod):
         """Ablations as TransformerLens hooks added to every run inside the block: ``"zero"``
-        on ``attn.hook_z``, ``"uniform"`` on the post-rotary query hook."""
+        on ``attn.hook_z``, ``"uniform"`` on the post-rotary query hook (through the attention
+        probe where the bridge fires none)."""
+        if method == "uniform" and self._qk_source == "probe":
+            with probe_ablation(self._probes, [], heads, method, self.n_heads):
+                yield
+            return
         added = []
         for layer, chosen in heads.items():
             name = f"blocks.{layer}.attn.hook_z" if method == "zero" else self._query_hook(layer)
@@ -158,11 +189,16 @@ class TransformerLensLM(HookedLM):
             self._ablation_hooks = before
 
     def _query_hook(self, layer: int) -> str:
-        if self._qk_source not in ("plain", "rot"):
+        """The hook whose zeroed heads make those heads attend uniformly: the post-rotary query,
+        or for ``"rotate"`` bridges the pre-rotary one (rotary is linear: zero stays zero, and
+        these families have no query norm after it)."""
+        if self._qk_source not in ("plain", "rot", "rotate"):
             raise UnsupportedModelError(
-                f"uniform ablation needs a post-rotary query hook, which this TransformerLens "
-                f"model ({self.family.name}) does not fire; use method='zero'"
+                f"uniform ablation needs a query hook, which this TransformerLens model "
+                f"({self.family.name}) does not fire; use method='zero'"
             )
+        if self._qk_source == "rotate":
+            return f"blocks.{layer}.attn.hook_q"
         return self.tl_hook_name(f"blocks.{layer}.attn.hook_q")
 
     def tl_hook_name(self, name: str) -> str:
@@ -182,24 +218,52 @@ class TransformerLensLM(HookedLM):
         ``"rot"`` (``hook_rot_q``/``hook_rot_k``) or ``"rotate"`` (the bridge's attention has
         the hook points but never fires them, as for GPT-NeoX: its own ``_apply_rotary_pos_emb``
         is applied to the pre-rotary ``hook_q``/``hook_k`` with the ``hook_cos``/``hook_sin``
-        tables). A two-token forward tells whether ``hook_rot_q`` fires."""
+        tables), or ``"probe"`` (neither, but the bridge runs the wrapped Hugging Face attention
+        module, which calls transformers' attention interface, as for GPT-J: interp's attention
+        probe is installed there, as in the native backend). A two-token forward tells whether
+        ``hook_rot_q`` fires and whether the wrapped module runs."""
         points = self.model.hook_dict
         if "blocks.0.attn.hook_rot_q" not in points:
             return "plain"
-        fired = []
-        with (
-            torch.inference_mode(),
-            self.model.hooks(
-                fwd_hooks=[("blocks.0.attn.hook_rot_q", lambda t, hook: fired.append(1))]
-            ),
-        ):
+        fired, ran = [], []
+        attn = self._layers[0].attn
+        wrapped = getattr(attn, "original_component", None)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.inference_mode())
+            stack.enter_context(
+                self.model.hooks(
+                    fwd_hooks=[("blocks.0.attn.hook_rot_q", lambda t, hook: fired.append(1))]
+                )
+            )
+            if isinstance(wrapped, nn.Module):
+                hook = wrapped.register_forward_pre_hook(lambda module, args: ran.append(1))
+                stack.callback(hook.remove)
             self.model(torch.zeros(1, 2, dtype=torch.long, device=self.device), return_type=None)
         if fired:
             return "rot"
-        attn = self._layers[0].attn
         if hasattr(attn, "_apply_rotary_pos_emb") and "blocks.0.attn.hook_cos" in points:
             return "rotate"
+        hf_class = type(self.model.__dict__.get("original_model"))
+        if ran and getattr(hf_class, "_supports_attention_backend", False):
+            return "probe"
         return "unavailable"
+
+    def _install_probes(self) -> None:
+        """Route the wrapped model's attention through interp's attention function (its own
+        eager code for an eager model, as TransformerLens sets it, so the bridge's pattern hooks
+        still see weights) with a probe on every layer's attention module."""
+        model = self._hf_model
+        eager = getattr(model.config, "_attn_implementation", None) == "eager" or not getattr(
+            type(model), "_supports_sdpa", True
+        )
+        model.set_attn_implementation(register_attention_function(eager=eager))
+        for index, layer in enumerate(self.decoder_layers()):
+            attention = get_submodule(layer, self.family.attn)
+            # the bridge puts its own component in the Hugging Face tree, around the module
+            attention = getattr(attention, "original_component", attention)
+            probe = getattr(attention, "_interp_probe", None) or AttentionProbe(index)
+            attention._interp_probe = probe
+            self._probes.append(probe)
 
     # ----------------------------------------------------------------- weights
     def _read_head_weights(self) -> HeadWeights:
@@ -245,7 +309,12 @@ class TransformerLensLM(HookedLM):
         scale into its query projection (OPT) this is the module's ``scaling`` where the native
         backend, which sees the already scaled q, reports 1: ``hook_q * attention_scale`` is the
         same in both."""
-        return self._scales[self._layer_index(layer)]
+        layer = self._layer_index(layer)
+        if self._qk_source != "probe":
+            return self._scales[layer]
+        if self._probes[layer].scale is None:  # recorded by the attention function on each call
+            self.run(torch.tensor([[0, 0]]), prepend_bos=False)
+        return self._probes[layer].scale
 
     @property
     def W_U(self) -> torch.Tensor:
@@ -364,143 +433,3 @@ class TransformerLensLM(HookedLM):
                 logits = logits * multiplier
             cap = scalar(self.family.final_softcap, config)
             return torch.tanh(logits / cap) * cap if cap is not None else logits
-
-
-def _attention_scale(attn: nn.Module, cfg: object, d_head: int) -> float:
-    """The factor on q·k: the wrapped Hugging Face module's ``scaling`` when there is one (a
-    bridge), else TransformerLens' ``1 / attn_scale`` (``use_attn_scale=False``: 1)."""
-    hf_scaling = getattr(getattr(attn, "original_component", None), "scaling", None)
-    if hf_scaling is not None:
-        return float(hf_scaling)
-    if not getattr(cfg, "use_attn_scale", True):
-        return 1.0
-    scale = getattr(cfg, "attn_scale", -1.0)
-    return 1.0 / scale if scale > 0 else 1.0 / math.sqrt(d_head)
-
-
-def _attention_features(model: nn.Module, attn: nn.Module) -> AttentionFeatures:
-    """The sliding window, logit softcap and sinks of one layer, read from the Hugging Face
-    attention module the bridge wraps, as that module passes them to its attention function:
-    its own ``sliding_window`` (``None`` on a full-attention layer of a mixed model), else the
-    config's (Mistral, Starcoder2 keep it there); ``attn_logit_softcapping`` (Gemma-2); the
-    learned ``sinks`` (GPT-OSS). Without a wrapped module (a bridge over a custom component),
-    the config's values."""
-    hf = getattr(attn, "original_component", None)
-    config = getattr(hf, "config", None) or getattr(
-        model.__dict__.get("original_model"), "config", None
-    )
-    window = (
-        hf.sliding_window
-        if hf is not None and hasattr(hf, "sliding_window")
-        else getattr(config, "sliding_window", None)
-    )
-    softcap = getattr(hf, "attn_logit_softcapping", None)
-    if softcap is None:
-        softcap = getattr(config, "attn_logit_softcapping", None)
-    sinks = getattr(hf, "sinks", None)
-    return AttentionFeatures(
-        window=window,
-        softcap=float(softcap) if softcap is not None else None,
-        sinks=sinks.detach() if isinstance(sinks, torch.Tensor) else None,
-    )
-
-
-class _Recorder:
-    """TransformerLens hook functions for one run: store captures, compute attention stats."""
-
-    def __init__(
-        self, lm: TransformerLensLM, stats: StatsRequest | None, padding: torch.Tensor | None
-    ) -> None:
-        self.lm = lm
-        self.stats = stats
-        self.padding = padding
-        self.outputs: dict[str, torch.Tensor] = {}
-        self.stats_out: dict[int, object] = {}
-        self.stats_checks: list[Check] = []
-        self._qk: dict[int, dict[str, torch.Tensor]] = {}
-        self._wanted: set[str] = set()
-        self._stats_layers: set[int] = set()
-
-    def hooks(self, names: list[str]) -> list[tuple[str, Callable]]:
-        lm = self.lm
-        qk_layers: set[int] = set()
-        hooks = []
-        for name in names:
-            layer, suffix = split_layer_name(name)
-            if suffix in ("attn.hook_q", "attn.hook_k"):
-                self._wanted.add(name)
-                qk_layers.add(layer)
-            else:
-                hooks.append((lm.tl_hook_name(name), self._store(name)))
-        if self.stats is not None:
-            layers = self.stats.layers  # validated by HookedLM._check_request
-            self._stats_layers = set(layers if layers is not None else range(lm.n_layers))
-            qk_layers |= self._stats_layers
-        if qk_layers and lm._qk_source == "unavailable":
-            raise UnsupportedModelError(
-                f"this TransformerLens model ({type(lm._layers[0].attn).__name__}) exposes no post-rotary "
-                "q/k hooks; for hook_q/hook_k and attention statistics load its Hugging Face model "
-                "with interp.load_model instead"
-            )
-        for layer in sorted(qk_layers):
-            hooks += self._qk_hooks(layer)
-        return hooks
-
-    def _store(self, name: str) -> Callable:
-        def hook(tensor: torch.Tensor, hook: object) -> None:
-            self.outputs[name] = tensor.detach()
-
-        return hook
-
-    def _qk_hooks(self, layer: int) -> list[tuple[str, Callable]]:
-        """Hooks that deliver layer ``layer``'s post-rotary q and k ``[B, T, H, D]``."""
-        prefix = f"blocks.{layer}.attn."
-        if self.lm._qk_source != "rotate":
-            return [
-                (self.lm.tl_hook_name(prefix + f"hook_{kind}"), self._deliverer(layer, kind))
-                for kind in "qk"
-            ]
-        parts: dict[str, torch.Tensor] = {}
-
-        def collect(kind: str) -> Callable:
-            def hook(tensor: torch.Tensor, hook: object) -> None:
-                parts[kind] = tensor.detach()
-                if len(parts) == 4:
-                    q, k = self.lm._layers[layer].attn._apply_rotary_pos_emb(
-                        parts["q"].transpose(1, 2),
-                        parts["k"].transpose(1, 2),
-                        parts["cos"],
-                        parts["sin"],
-                    )
-                    parts.clear()
-                    self._deliver(layer, "q", q.transpose(1, 2))
-                    self._deliver(layer, "k", k.transpose(1, 2))
-
-            return hook
-
-        return [(prefix + f"hook_{kind}", collect(kind)) for kind in ("q", "k", "cos", "sin")]
-
-    def _deliverer(self, layer: int, kind: str) -> Callable:
-        return lambda tensor, hook: self._deliver(layer, kind, tensor.detach())
-
-    def _deliver(self, layer: int, kind: str, value: torch.Tensor) -> None:
-        """Store a post-rotary q/k ``[B, T, H, D]`` if captured; run the stats once both arrived."""
-        name = f"blocks.{layer}.attn.hook_{kind}"
-        if name in self._wanted:
-            self.outputs[name] = value
-        if layer in self._stats_layers:
-            seen = self._qk.setdefault(layer, {})
-            seen[kind] = value.transpose(1, 2)  # [B, H, T, D]
-            if len(seen) == 2:
-                self._compute(layer, self._qk.pop(layer))
-
-    def _compute(self, layer: int, qk: dict[str, torch.Tensor]) -> None:
-        self.stats_out[layer] = layer_stats(
-            self.stats,
-            qk["q"],
-            qk["k"],
-            self.lm._scales[layer],
-            self.padding,
-            self.stats_checks,
-            self.lm._features[layer],
-        )
