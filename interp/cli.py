@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "timescales": ("interp.rnn.timescales_cli", "timescales_command"),
     "phases": ("interp.depth.cli", "register"),
     "degeneracy": ("interp.degeneracy.cli", "degeneracy_command"),
+    "mixers": ("interp.mixers.cli", "mixers_command"),
     "patch": ("interp.patching.cli", "register"),
     "lens": ("interp.patching.cli", "register"),
 }

@@ -24,37 +24,48 @@ from interp.results import Result
 MAX_JACOBIAN = 2**24  # entries of the [T, d_out, T, d_in] Jacobian computed exactly
 
 
-def jacobian_norms(y: torch.Tensor, x: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+def jacobian_norms(
+    y: torch.Tensor, x: torch.Tensor, *, probes: int | None = None, chunk: int = 256, seed: int = 0
+) -> torch.Tensor:
     """``N[i, j] = ||dy_i / dx_j||_F`` for ``y [T, d_out]`` computed from the leaf ``x [T, d_in]``
     (or ``[1, T, d_in]``).
 
-    Back-propagates every output coordinate's basis vector (batched, ``chunk`` at a time); the
-    graph is kept until the last chunk.
+    Exact (one backward pass per output coordinate, batched ``chunk`` at a time) while the
+    Jacobian has at most :data:`MAX_JACOBIAN` entries or ``probes`` is None and it fits;
+    otherwise (or with ``probes=k``) Hutchinson's estimate ``||J_ij||_F^2 = E ||v^T J_ij||^2``
+    with ``k`` Gaussian vectors ``v`` per output position.
     """
     T, d_out = y.shape
-    if T * d_out * x.numel() > MAX_JACOBIAN:
-        raise InvalidArgumentError(
-            f"the Jacobian would hold {T * d_out * x.numel():,} values (limit {MAX_JACOBIAN:,}); "
-            "use a shorter input"
-        )
-    flat = y.reshape(-1)
     positions, d_in = x.shape[-2], x.shape[-1]
-    squares = torch.zeros(flat.numel(), positions, dtype=torch.float64)
-    eye = torch.eye(flat.numel(), dtype=y.dtype, device=y.device)
-    for lo in range(0, flat.numel(), chunk):
-        basis = eye[lo : lo + chunk]
-        last = lo + chunk >= flat.numel()
+    exact = probes is None and T * d_out * positions * d_in <= MAX_JACOBIAN
+    per_position = d_out if exact else (probes or 8)
+    flat = y.reshape(-1)
+    g = torch.Generator().manual_seed(seed)
+    squares = torch.zeros(T * per_position, positions, dtype=torch.float64)
+    for lo in range(0, T * per_position, chunk):
+        rows = torch.arange(lo, min(lo + chunk, T * per_position))
+        basis = torch.zeros(len(rows), T, d_out, dtype=torch.float64)
+        where = rows // per_position
+        if exact:
+            basis[torch.arange(len(rows)), where, rows % d_out] = 1.0
+        else:
+            basis[torch.arange(len(rows)), where] = torch.randn(
+                len(rows), d_out, generator=g, dtype=torch.float64
+            )
+        basis = basis.reshape(len(rows), -1).to(y.dtype).to(y.device)
+        last = rows[-1] == T * per_position - 1
         try:
             (grads,) = torch.autograd.grad(
                 flat, x, basis, retain_graph=not last, is_grads_batched=True
             )
-        except RuntimeError:  # an op without a batching rule: one backward per coordinate
+        except RuntimeError:  # an op without a batching rule: one backward per direction
             grads = torch.stack(
                 [torch.autograd.grad(flat, x, v, retain_graph=True)[0] for v in basis]
             )
-        grads = grads.detach().double().reshape(basis.shape[0], positions, d_in)
-        squares[lo : lo + basis.shape[0]] = grads.pow(2).sum(-1).cpu()
-    return squares.reshape(T, d_out, -1).sum(1).sqrt()
+        grads = grads.detach().double().reshape(len(rows), positions, d_in)
+        squares[rows] = grads.pow(2).sum(-1).cpu()
+    total = squares.reshape(T, per_position, positions).sum(1)
+    return (total if exact else total / per_position).sqrt()
 
 
 def by_distance(norms: torch.Tensor) -> torch.Tensor:
@@ -131,7 +142,9 @@ def gradient_paths(
     return _result(norms, kind, None, {"length": x.shape[0]})
 
 
-def layer_gradient_paths(lm, inputs, layer: int, *, output: str | None = None) -> GradientPaths:
+def layer_gradient_paths(
+    lm, inputs, layer: int, *, output: str | None = None, probes: int | None = None
+) -> GradientPaths:
     """Gradient paths of one layer of a wrapped LM on the first sequence of ``inputs``.
 
     The layer's input ``blocks.{layer}.hook_resid_pre`` is replaced by a leaf holding its own
@@ -149,5 +162,7 @@ def layer_gradient_paths(lm, inputs, layer: int, *, output: str | None = None) -
     leaf = cache[prefix + "hook_resid_pre"][:1].detach().clone().requires_grad_(True)
     tokens = inputs[:1] if isinstance(inputs, torch.Tensor) else inputs
     _, cache = lm.run(tokens, capture=out, edits={prefix + "hook_resid_pre": leaf}, grad=True)
-    norms = jacobian_norms(cache[out][0], leaf)
-    return _result(norms, kind, layer, {"model": lm.name, "output": out})
+    norms = jacobian_norms(cache[out][0], leaf, probes=probes)
+    exact = probes is None and norms.numel() * lm.d_model**2 <= MAX_JACOBIAN
+    settings = {"model": lm.name, "output": out, "estimate": "exact" if exact else "hutchinson"}
+    return _result(norms, kind, layer, settings)
