@@ -115,7 +115,7 @@ def standardized_error(
     return error.mean(dim=(1, 2, 3))
 
 
-def _windows(lm: Any, tokens: Any, what: str) -> torch.Tensor:
+def _windows(lm: LanguageModel, tokens: Any, what: str) -> torch.Tensor:
     if not isinstance(tokens, torch.Tensor) or tokens.ndim != 2 or tokens.is_floating_point():
         raise TypeError(
             f"{what} must be token windows [N, T] of integer ids without padding, e.g. "
@@ -129,7 +129,7 @@ def _windows(lm: Any, tokens: Any, what: str) -> torch.Tensor:
 
 
 def next_token_metrics(
-    lm: Any,
+    lm: LanguageModel,
     tokens: torch.Tensor,
     teacher: torch.Tensor,
     surrogate: torch.Tensor,
@@ -171,7 +171,7 @@ def next_token_metrics(
 
 
 def fit_language_raptor(
-    lm: Any,
+    lm: LanguageModel,
     tokens: torch.Tensor,
     phases: Phases | list,
     *,

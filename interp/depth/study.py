@@ -7,7 +7,7 @@ the same pipeline with the same settings.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -17,6 +17,9 @@ from interp.depth.similarity import LayerSimilarity, layer_similarity
 from interp.depth.trajectory import Trajectories, trajectory_diagnostics
 from interp.depth.vit import ViTConfig, digits_vit, load_digits, single_thread
 from interp.viz import Report
+
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
 
 
 @dataclasses.dataclass
@@ -102,7 +105,7 @@ def _raptor_phases(similarity: LayerSimilarity, phases: Phases, k: int) -> Phase
 
 
 def study_language_model(
-    model: Any,
+    model: LanguageModel,
     *,
     k: int | None = None,
     method: str = "dp",

@@ -32,11 +32,20 @@ Chance level: a head whose raises ignore the attended token gives it, on average
 raise, so ``copying ≈ 2/n - 1`` (-0.92 for ``n = 25``); a perfect copier scores +1.
 
 A head that prefix-matches need not copy through its own OV circuit, so both scores are reported.
+
+Families with a norm after attention (Gemma-2/3, OLMo-2): the head's output is taken before that
+norm (``v W_O``, as TransformerLens does); the norm rescales the sum of all heads by an
+input-dependent factor that no per-head linear map carries.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
 
 
 def copy_ratios(sample_logits: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
@@ -51,7 +60,9 @@ def copy_ratios(sample_logits: torch.Tensor, attended: torch.Tensor) -> torch.Te
     return torch.where(total > 0, raised / total.clamp_min(torch.finfo(total.dtype).tiny), 0.0)
 
 
-def copying_scores(model, values: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+def copying_scores(
+    model: LanguageModel, values: torch.Tensor, sample: torch.Tensor
+) -> torch.Tensor:
     """Copying score ``[L, H]`` in ``[-1, 1]`` from value vectors of the sample positions.
 
     ``values``: ``[L, B, n, H_kv, d_head]`` (``blocks.*.attn.hook_v`` at the sample positions);
@@ -67,7 +78,9 @@ def score_from_ratios(ratio_sum: torch.Tensor, count: int) -> torch.Tensor:
     return 4.0 * ratio_sum / count - 1.0
 
 
-def copying_ratio_sums(model, values: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+def copying_ratio_sums(
+    model: LanguageModel, values: torch.Tensor, sample: torch.Tensor
+) -> torch.Tensor:
     """Sum over samples and positions of the ratios ``r`` (steps 1-4), ``[L, H]`` float64.
 
     Sums (not means) so that batches processed in chunks add up exactly.

@@ -13,10 +13,14 @@ the first ``suppress_steps`` steps (newlines are not: the reference stops on the
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import torch
 
 from interp.models import StatsRequest
+
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
 
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>", "</s>")
 
@@ -31,20 +35,16 @@ class DecodeTrace:
     active: torch.Tensor
 
 
-def end_of_turn_ids(model) -> list[int]:
+def end_of_turn_ids(model: LanguageModel) -> list[int]:
     """EOS plus the chat end-of-turn tokens this tokenizer knows."""
     tokenizer = model.tokenizer
-    ids = set()
-    eos = getattr(model.config, "eos_token_id", None)
-    ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    if getattr(tokenizer, "eos_token_id", None) is not None:
-        ids.add(tokenizer.eos_token_id)
+    ids = set(model.eos_token_ids)
     vocab = tokenizer.get_vocab()
     ids.update(vocab[t] for t in END_OF_TURN if t in vocab)
     return sorted(i for i in ids if i is not None and 0 <= i < model.d_vocab)
 
 
-def newline_ids(model) -> list[int]:
+def newline_ids(model: LanguageModel) -> list[int]:
     """Tokens whose text contains a newline (BPE 'Ċ', SentencePiece '<0x0A>', ...)."""
     tokenizer = model.tokenizer
     pieces = tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), model.d_vocab))))
@@ -57,7 +57,7 @@ def newline_ids(model) -> list[int]:
 
 
 def greedy_decode(
-    model,
+    model: LanguageModel,
     prompts: torch.Tensor,
     *,
     max_new_tokens: int = 50,
@@ -120,7 +120,7 @@ def greedy_decode(
     )
 
 
-def responses(model, trace: DecodeTrace) -> list[str]:
+def responses(model: LanguageModel, trace: DecodeTrace) -> list[str]:
     """Decoded text of each row (special tokens dropped, stripped)."""
     out = []
     for row in trace.generated:

@@ -19,11 +19,15 @@ the inserted needle only.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import torch
 
 from interp.heads.corpus import load_corpus
 from interp.heads.needles import Needle
+
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
 
 PLACEHOLDER = "\u0000CONTEXT\u0000"
 SPAN_OVERLAP = 0.9
@@ -73,7 +77,9 @@ def sentence_end_mask(tokenizer, ids: torch.Tensor) -> torch.Tensor:
     return torch.tensor([int(i) in ends for i in ids.tolist()], dtype=torch.bool)
 
 
-def prompt_frame(model, question: str, *, chat: bool | None = None) -> tuple[list[int], list[int]]:
+def prompt_frame(
+    model: LanguageModel, question: str, *, chat: bool | None = None
+) -> tuple[list[int], list[int]]:
     """Token ids before and after the haystack: chat template when available (``chat=None``)."""
     tokenizer = model.tokenizer
     after = f"</book>\nBased on the content of the book, Question: {question}\nAnswer:"
@@ -129,7 +135,7 @@ def assemble(
 
 
 def build_prompts(
-    model,
+    model: LanguageModel,
     needle: Needle,
     lengths: list[int],
     depths: list[float],

@@ -12,7 +12,7 @@ the model's own tokenizer; ``texts=`` replaces them (each must be at least ``lat
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 import torch
@@ -22,6 +22,9 @@ from interp.heads.checks import check_model
 from interp.heads.corpus import load_corpus
 from interp.results import Result
 from interp.viz import line_chart
+
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
 
 
 @dataclasses.dataclass
@@ -71,7 +74,7 @@ class InContextLearning(Result):
 
 
 def corpus_windows(
-    model, *, context: int = 512, n_windows: int = 8, text: str | None = None
+    model: LanguageModel, *, context: int = 512, n_windows: int = 8, text: str | None = None
 ) -> torch.Tensor:
     """``[n_windows, context]`` token ids: BOS + consecutive slices of the corpus."""
     ids = model.tokenizer.encode(
@@ -93,7 +96,7 @@ def corpus_windows(
 
 
 def in_context_learning_score(
-    model,
+    model: LanguageModel,
     texts: list[str] | None = None,
     *,
     context: int = 512,

@@ -38,6 +38,8 @@ copy cannot be predicted; later ones can, via induction).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from tqdm import tqdm
 
@@ -46,6 +48,9 @@ from interp.heads.copying import copying_ratio_sums, score_from_ratios
 from interp.heads.scores import HeadScores
 from interp.models import StatsRequest
 
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
+
 PREFIX_THRESHOLD = 0.4
 COPYING_THRESHOLD = -0.5
 VOCAB_RANGE = (0.1, 0.9)
@@ -53,7 +58,7 @@ COPY_TOKENS = 25
 
 
 def repeated_random_tokens(
-    model,
+    model: LanguageModel,
     *,
     seq_len: int = 25,
     repeats: int = 4,
@@ -141,7 +146,9 @@ def induction_targets(
     return out
 
 
-def _chunk_sums(model, tokens: torch.Tensor, seq_len: int, n_copy: int) -> dict[str, torch.Tensor]:
+def _chunk_sums(
+    model: LanguageModel, tokens: torch.Tensor, seq_len: int, n_copy: int
+) -> dict[str, torch.Tensor]:
     """One forward pass of a chunk: per metric the summed mass ``[L, H]`` and counted queries,
     the summed copying ratios and the summed next-token loss per position."""
     targets = induction_targets(tokens, seq_len)
@@ -171,7 +178,7 @@ def _chunk_sums(model, tokens: torch.Tensor, seq_len: int, n_copy: int) -> dict[
 
 
 def induction_scores(
-    model,
+    model: LanguageModel,
     *,
     seq_len: int = 25,
     repeats: int = 4,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 import torch
@@ -20,6 +20,9 @@ from interp.heads.defaults import DEFAULT_DEPTHS, N_NEEDLES
 from interp.heads.retrieval import SUCCESS_RECALL, default_needles, run_needle_tests
 from interp.heads.scores import HeadScores
 from interp.results import Result
+
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
 
 
 @dataclasses.dataclass
@@ -101,7 +104,7 @@ def masking_conditions(
 
 
 def masking_experiment(
-    model,
+    model: LanguageModel,
     scores: HeadScores,
     *,
     k: int = 10,

@@ -6,12 +6,17 @@ that module the result and its settings. See there for the procedure (Wu et al. 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from tqdm import tqdm
 
 from interp.heads.decoding import greedy_decode, responses
 from interp.heads.haystack import build_prompts
 from interp.heads.needles import Needle, load_needles, rouge1_recall, synthetic_needle
+
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
 
 
 def copy_paste_scores(
@@ -38,7 +43,9 @@ def copy_paste_scores(
     return copies.sum(0).permute(1, 0, 2).double() / length
 
 
-def default_needles(model, synthetic: bool, n_needles: int, seed: int) -> list[Needle]:
+def default_needles(
+    model: LanguageModel, synthetic: bool, n_needles: int, seed: int
+) -> list[Needle]:
     if synthetic:
         return [synthetic_needle(model.tokenizer, seed=seed + i) for i in range(n_needles)]
     needles = load_needles()
@@ -50,7 +57,7 @@ def default_needles(model, synthetic: bool, n_needles: int, seed: int) -> list[N
 
 
 def run_needle_tests(
-    model,
+    model: LanguageModel,
     needles: list[Needle],
     lengths: list[int],
     depths: list[float],

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 import torch
@@ -37,12 +37,15 @@ from interp.heads.scores import HeadScores
 from interp.results import Result
 from interp.viz import heatmap
 
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
+
 RETRIEVAL_THRESHOLD = 0.1
 SUCCESS_RECALL = 0.5
 
 
 def default_lengths(
-    model, max_length: int | None = None, *, max_new_tokens: int = MAX_NEW_TOKENS
+    model: LanguageModel, max_length: int | None = None, *, max_new_tokens: int = MAX_NEW_TOKENS
 ) -> tuple[int, list[int]]:
     """``(max_length, lengths)``: the prompt-length grid when none is given.
 
@@ -208,7 +211,7 @@ class RetrievalGrid(Result):
 
 
 def grid_settings(
-    model,
+    model: LanguageModel,
     *,
     needles: list[Needle] | None,
     lengths: Sequence[int] | None,
@@ -260,7 +263,7 @@ def grid_settings(
 
 
 def retrieval_grid(
-    model,
+    model: LanguageModel,
     *,
     needles: list[Needle] | None = None,
     lengths: Sequence[int] | None = None,
@@ -330,7 +333,7 @@ def retrieval_grid(
 
 
 def retrieval_scores(
-    model,
+    model: LanguageModel,
     *,
     threshold: float = RETRIEVAL_THRESHOLD,
     needles: list[Needle] | None = None,

@@ -29,7 +29,7 @@ reimplementation; the paper's own cut-off is not stated).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -39,16 +39,21 @@ from interp.heads.checks import check_model
 from interp.heads.ordinal_tasks import OrdinalTask, ResolvedTask, resolve_tasks, union_tokens
 from interp.heads.scores import HeadScores
 
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
+
 Embedding = Literal["mlp0", "raw", "raw+mlp0"]
 EMBEDDINGS = ("mlp0", "raw", "raw+mlp0")
 METRIC = "succession"
 
 
-def _compute_dtype(lm) -> torch.dtype:
+def _compute_dtype(lm: LanguageModel) -> torch.dtype:
     return torch.float64 if lm.dtype == torch.float64 else torch.float32
 
 
-def effective_embedding(lm, token_ids: torch.Tensor, embedding: Embedding = "mlp0") -> torch.Tensor:
+def effective_embedding(
+    lm: LanguageModel, token_ids: torch.Tensor, embedding: Embedding = "mlp0"
+) -> torch.Tensor:
     """Effective embeddings ``[n, d_model]`` of ``token_ids`` (see the module docstring)."""
     if embedding not in EMBEDDINGS:
         raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}")
@@ -61,7 +66,7 @@ def effective_embedding(lm, token_ids: torch.Tensor, embedding: Embedding = "mlp
     return out.to(_compute_dtype(lm))
 
 
-def final_norm_linear(lm) -> torch.Tensor:
+def final_norm_linear(lm: LanguageModel) -> torch.Tensor:
     """The final norm's linear part as a ``[d_model, d_model]`` matrix (row-vector convention).
 
     Read off the model's own module: ``(norm(c·I) - norm(0)) / c`` with ``c = sqrt(d_model)``, so
@@ -76,13 +81,22 @@ def final_norm_linear(lm) -> torch.Tensor:
 
 
 def ov_factors(
-    lm, resid: torch.Tensor, token_ids: torch.Tensor, *, layers: Sequence[int] | None = None
+    lm: LanguageModel,
+    resid: torch.Tensor,
+    token_ids: torch.Tensor,
+    *,
+    layers: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The OV circuit in two factors: ``values [L', H, n, d_head]`` and ``w_ou [L', H, d_head, T]``.
 
     ``values = norm_attn_l(resid) W_V + b_V`` per head; ``w_ou = W_O · lin_final · W_U[:, ids]``;
     their product is :func:`ov_logits`. Keeping the factors lets callers form only the logit
     blocks they need (one ``[n_task, n_task]`` block per task instead of ``[T, T]``).
+
+    Families with a norm after attention (Gemma-2/3's sandwich norm, OLMo-2's post-norm): the
+    head's output is taken before that norm, ``W_V W_O`` alone, as TransformerLens does. The norm
+    divides the sum of all heads' outputs by an input-dependent RMS, which no per-head linear map
+    can carry, so the succession score is read off the pre-norm OV circuit.
     """
     layers = list(range(lm.n_layers) if layers is None else layers)
     if not layers or any(not 0 <= layer < lm.n_layers for layer in layers):
@@ -103,7 +117,11 @@ def ov_factors(
 
 
 def ov_logits(
-    lm, resid: torch.Tensor, token_ids: torch.Tensor, *, layers: Sequence[int] | None = None
+    lm: LanguageModel,
+    resid: torch.Tensor,
+    token_ids: torch.Tensor,
+    *,
+    layers: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """OV-circuit logits ``[len(layers), n_heads, n, len(token_ids)]`` of residual vectors.
 
@@ -127,7 +145,7 @@ def _task_hits(
 
 
 def successor_scores(
-    model,
+    model: LanguageModel,
     *,
     embedding: Embedding = "mlp0",
     tasks: Sequence[OrdinalTask] | None = None,

@@ -109,13 +109,25 @@ class LanguageModel(Protocol):
     def causal_mask(self, x: torch.Tensor, positions: torch.Tensor) -> Any: ...
 
 
-def check_language_model(model: object, who: str) -> LanguageModel:
-    """Return ``model`` if it is a wrapped language model, else raise a TypeError saying how."""
+# What every analyzer reads first (the protocol's core): checked before any work.
+_CORE = ("run", "tokenizer", "n_layers", "n_heads", "n_ctx")
+
+
+def check_language_model(model: object, who: str) -> None:
+    """Raise :class:`~interp.errors.InputTypeError` unless ``model`` looks like a wrapped
+    language model, so ``induction_scores("gpt2")`` says what to pass instead of failing deep
+    inside. (A cheap attribute check: ``isinstance(model, LanguageModel)`` would evaluate every
+    weight property of the protocol.)"""
     from interp.errors import InputTypeError
 
-    if isinstance(model, LanguageModel):
-        return model
+    if all(hasattr(model, name) for name in _CORE):
+        return
+    hint = (
+        f"; to use {model!r} load it first: {who}(interp.load_model({model!r}))"
+        if isinstance(model, str | bytes)
+        else ""
+    )
     raise InputTypeError(
-        f"{who} needs a language model wrapped by interp (interp.load_model(...)), "
-        f"got {type(model).__name__}"
+        f"{who} needs a language model wrapped by interp (interp.load_model(...), a HookedLM), "
+        f"got {type(model).__name__}{hint}"
     )
