@@ -296,6 +296,33 @@ def _raptor():
     )  # fmt: skip
 
 
+def _interaction_rank():
+    from interp.mixers import LinearSSM, interaction_operators, interaction_rank
+
+    return interaction_rank(interaction_operators(LinearSSM.random(3), 8))
+
+
+def _gradient_paths():
+    from interp.mixers import LinearSSM, gradient_paths
+
+    return gradient_paths(LinearSSM.random(2, 2, 2), torch.randn(6, 2, dtype=torch.float64))
+
+
+def _head_count():
+    from interp.mixers import head_count_table
+
+    return head_count_table((1, 2), (1, 2, 3), length=6)
+
+
+def _mixer_analysis():
+    from interp.mixers import analyze_mixers
+    from interp.models.ssm_tiny import tiny_ssm
+    from tests.tiny import word_tokenizer
+
+    lm = interp.load_model(tiny_ssm("mamba2"), tokenizer=word_tokenizer(96), device="cpu")
+    return analyze_mixers(lm, torch.tensor([[1, 2, 3, 4, 5]]))
+
+
 FACTORIES: dict[str, Callable[[], Result]] = {
     "HeadScores": _head_scores,
     "RetrievalGrid": _grid,
@@ -323,6 +350,10 @@ FACTORIES: dict[str, Callable[[], Result]] = {
     "Phases": _phases,
     "Trajectories": _trajectories,
     "RaptorFit": _raptor,
+    "InteractionRank": _interaction_rank,
+    "GradientPaths": _gradient_paths,
+    "HeadCountFit": _head_count,
+    "MixerAnalysis": _mixer_analysis,
 }
 
 
