@@ -132,6 +132,10 @@ def test_auto_map_and_a_dispatched_model_object(folder, reference, tokenizer):
     )
     assert placed.model.hf_device_map == {"model": "cpu", "lm_head": "cpu"}
     torch.testing.assert_close(placed(TEXT), reference(TEXT), atol=1e-6, rtol=0)
+    # an already-dispatched model is wrapped where it is; moving it again is refused, not ignored
+    assert interp.load_model(model, tokenizer=tokenizer).model is model
+    with pytest.raises(ValueError, match="already placed by accelerate"):
+        interp.load_model(model, tokenizer=tokenizer, device="cpu")
 
 
 # bf16 keeps 8 significant bits (unit roundoff u = 2**-8 = 3.9e-3), fp16 11 (u = 4.9e-4). Weights,

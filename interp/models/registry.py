@@ -358,6 +358,7 @@ def load_model(
     if spec is None:
         spec = "smollm2-135m"
     _refuse_hooked_transformer(spec)
+    moving = device is not None or dtype is not None
     dtype, device, placement = _check_placement(
         dtype, device, device_map, max_memory, offload_folder
     )
@@ -378,6 +379,11 @@ def load_model(
         if tokenizer is None:
             tokenizer = _tokenizer_for(spec)
         model, name = spec, getattr(spec.config, "_name_or_path", None)
+        if getattr(model, "hf_device_map", None) is not None and (placement or moving):
+            raise InvalidArgumentError(
+                "this model was already placed by accelerate (it has an hf_device_map); it is "
+                "wrapped where it is: drop device=/dtype=/device_map=, or load it again"
+            )
         if placement:
             model = _dispatch(model, dtype, placement)
     elif kind == "string":
