@@ -3,8 +3,10 @@
 For induction and successor heads: ablate (zero) the top-k heads found by the finder vs several
 draws of k random heads (from heads outside the top k that the thresholds do not classify) and
 measure the behaviour the kind exists for — loss on the repeated half of [BOS] r r (50 random
-tokens, 20 sequences) and accuracy on the ordinal increment prompts ([BOS] + three consecutive
-items, the next item must be the argmax over the whole vocabulary). Writes the tables to
+tokens, 20 sequences) and accuracy on the ordinal increment prompts ([BOS] + five consecutive
+items each followed by a comma, " one, two, three, four, five," -> " six"; the next item must be
+the argmax over the whole vocabulary). For the random draw that changes the behaviour most, each
+of its heads is then ablated alone (which head of it matters). Writes the tables to
 analyses/results/heads_causal.txt.
 
     .venv/bin/python analyses/heads_causal.py [--model SPEC] [--k 10] [--draws 5] [--retrieval]
@@ -24,6 +26,28 @@ import interp
 from interp.heads import causal_check, induction_scores, successor_scores
 
 OUT = Path(__file__).parent / "results" / "heads_causal.txt"
+
+
+def explain_worst_draw(lm, check) -> None:
+    """Ablate each head of the random draw that moved the behaviour most, alone."""
+    from interp.heads.causal import increment_accuracy, increment_prompts, repeated_half_loss
+    from interp.heads.induction import repeated_random_tokens
+
+    worst = int(check.random_change.abs().argmax())
+    settings = check.settings
+    if check.kind == "induction":
+        seq = settings["seq_len"]
+        tokens = repeated_random_tokens(
+            lm, seq_len=seq, repeats=2, n_examples=settings["n_examples"], seed=settings["seed"]
+        )
+        measure = lambda: repeated_half_loss(lm, tokens, seq)  # noqa: E731
+    else:
+        prompts, answers = increment_prompts(lm, None, settings["per_task"])
+        measure = lambda: increment_accuracy(lm, prompts, answers)  # noqa: E731
+    print(f"random draw #{worst + 1}, each head ablated alone (change from none ablated):")
+    for layer, head in check.random_heads[worst]:
+        with lm.ablate_heads([(layer, head)], method=settings["method"]):
+            print(f"  L{layer}H{head}: {measure() - check.baseline:+.4f}")
 
 
 def main() -> None:
@@ -54,6 +78,8 @@ def main() -> None:
         check = causal_check(lm, scores, k=args.k, draws=args.draws)
         with redirect_stdout(buffer):
             print(check.table())
+            if name != "retrieval":
+                explain_worst_draw(lm, check)
             print(f"({name}: {time.perf_counter() - start:.0f} s)\n")
         print(buffer.getvalue(), flush=True)
     args.out.write_text(buffer.getvalue())

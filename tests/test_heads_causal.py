@@ -81,14 +81,16 @@ def test_induction_branch_is_the_repeated_half_loss_under_ablation(lm):
 
 def test_successor_branch_is_increment_accuracy(lm, tmp_path):
     task = OrdinalTask("words", tuple(f"w{i}" for i in range(3, 30)))
-    prompts, answers = increment_prompts(lm, [task], per_task=50)
+    prompts, answers = increment_prompts(lm, [task], per_task=50, n_items=3, separator="w90")
     ids = lambda text: int(lm.to_tokens(text, prepend_bos=False)[0, 0])  # noqa: E731
-    assert prompts[0].tolist() == [lm.bos_token_id, ids("w3"), ids("w4"), ids("w5")]
+    sep = ids("w90")
+    assert prompts[0].tolist() == [lm.bos_token_id, ids("w3"), sep, ids("w4"), sep, ids("w5"), sep]
     assert int(answers[0]) == ids("w6") and len(prompts) == 24
     values = torch.rand(3, 4, generator=torch.Generator().manual_seed(3))
     check = causal_check(
-        lm, scores_of(values, "succession", 0.9), k=2, draws=1, tasks=[task], per_task=50
-    )
+        lm, scores_of(values, "succession", 0.9), k=2, draws=1, tasks=[task], per_task=50,
+        n_items=3, separator="w90",
+    )  # fmt: skip
     for heads, value in [([], check.baseline), (check.top_heads, check.top)]:
         logits, _ = lm.run(
             prompts, prepend_bos=False, edits=zeroing_edits([tuple(h) for h in heads])

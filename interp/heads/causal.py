@@ -9,8 +9,10 @@ behaviour each kind of head exists for:
   of ``[BOS] r r`` (``r``: ``seq_len`` distinct random mid-vocabulary tokens, ``n_examples``
   sequences; the loss on positions predicting the second copy). Higher = worse.
 - successor (primary ``succession``): accuracy on the ordinal increment tasks of
-  :mod:`interp.heads.ordinal_tasks` — the prompt is ``[BOS]`` and three consecutive single-token
-  items, the answer the next item; correct when it is the argmax over the whole vocabulary.
+  :mod:`interp.heads.ordinal_tasks` — the prompt is ``[BOS]`` and five consecutive single-token
+  items, each followed by a comma (``" Monday, Tuesday, Wednesday, Thursday, Friday,"``), the
+  answer the next item (``" Saturday"``); correct when it is the argmax over the whole
+  vocabulary (:func:`increment_prompts`).
 - retrieval (primary ``retrieval``): needle accuracy, the existing
   :func:`interp.heads.masking.masking_experiment` (uniform-attention masking, Wu et al. 2024).
 
@@ -149,31 +151,48 @@ def repeated_half_loss(lm, tokens: torch.Tensor, seq_len: int) -> float:
 
 
 def increment_prompts(
-    lm, tasks: Sequence[OrdinalTask] | None, per_task: int
+    lm,
+    tasks: Sequence[OrdinalTask] | None,
+    per_task: int,
+    *,
+    n_items: int = 5,
+    separator: str = ",",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``([n, 4] prompts, [n] answers)``: ``[BOS]`` + three consecutive single-token items of a
-    task, the answer its next item; at most ``per_task`` prompts per task, evenly spread."""
+    """``([n, 1 + n_items * (1 + len(sep))] prompts, [n] answers)``: ``[BOS]`` then ``n_items``
+    consecutive single-token items of a task, each followed by the ``separator``'s tokens (``" one,
+    two, three, four, five,"``), the answer the next item (``" six"``); at most ``per_task``
+    prompts per task, evenly spread. With the default tasks only the variants whose items start
+    with a space take part (the form an item has after ``", "``)."""
     if lm.bos_token_id is None:
         raise InvalidArgumentError(
             f"{lm.name} has no BOS token; the increment prompts start with it"
         )
     resolved, _ = resolve_tasks(lm.tokenizer, lm.d_vocab, tasks)
+    if tasks is None:
+        resolved = [t for t in resolved if all(item.startswith(" ") for item in t.items)]
+    sep = lm.tokenizer.encode(separator, add_special_tokens=False) if separator else []
     prompts, answers = [], []
     for task in resolved:
         following = dict(task.pairs)
         chains = []
         for start in range(len(task.token_ids)):
             chain = [start]
-            while len(chain) < 4 and chain[-1] in following and following[chain[-1]] not in chain:
+            while (
+                len(chain) <= n_items
+                and chain[-1] in following
+                and following[chain[-1]] not in chain
+            ):
                 chain.append(following[chain[-1]])
-            if len(chain) == 4:
+            if len(chain) == n_items + 1:
                 chains.append([task.token_ids[i] for i in chain])
         step = max(1, len(chains) // per_task) if chains else 1
         for chain in chains[::step][:per_task]:
-            prompts.append([lm.bos_token_id, *chain[:3]])
-            answers.append(chain[3])
+            prompts.append([lm.bos_token_id, *(t for item in chain[:-1] for t in (item, *sep))])
+            answers.append(chain[-1])
     if not prompts:
-        raise InvalidArgumentError("no task has four consecutive single-token items to prompt with")
+        raise InvalidArgumentError(
+            f"no task has {n_items + 1} consecutive single-token items to prompt with"
+        )
     return torch.tensor(prompts), torch.tensor(answers)
 
 
@@ -196,6 +215,8 @@ def causal_check(
     n_examples: int = 20,
     tasks: Sequence[OrdinalTask] | None = None,
     per_task: int = 20,
+    n_items: int = 5,
+    separator: str = ",",
     **retrieval: Any,
 ) -> CausalCheck:
     """Ablate the top-``k`` heads of ``scores`` vs ``draws`` random sets of ``k`` heads and measure
@@ -223,9 +244,12 @@ def causal_check(
         measure = lambda: repeated_half_loss(lm, tokens, seq_len)  # noqa: E731
         settings = {"seq_len": seq_len, "n_examples": n_examples}
     else:
-        prompts, answers = increment_prompts(lm, tasks, per_task)
+        prompts, answers = increment_prompts(
+            lm, tasks, per_task, n_items=n_items, separator=separator
+        )
         measure = lambda: increment_accuracy(lm, prompts, answers)  # noqa: E731
-        settings = {"prompts": len(prompts), "per_task": per_task}
+        settings = {"prompts": len(prompts), "per_task": per_task, "n_items": n_items}
+        settings |= {"separator": separator}
     values = []
     for heads in [[], top, *randoms]:
         with lm.ablate_heads(heads, method=method):
