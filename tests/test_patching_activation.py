@@ -106,6 +106,20 @@ def test_batched_patching_equals_a_loop_of_single_runs(lm, metric, site, batch_s
     torch.testing.assert_close(result.values, expected.mean(-1), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_ragged_batches_patch_each_row_as_if_alone(lm, side):
+    clean = ["w5 w9 w14 w5 w7", CLEAN[1]]
+    corrupt = ["w6 w9 w14 w6 w7", CORRUPT[1]]
+    options = {"sites": "z", "layers": [1], "positions": "all", "padding_side": side}
+    both = activation_patching(lm, clean, corrupt, logit_diff(lm, ANSWERS, WRONG), **options)
+    for i in range(2):
+        alone = activation_patching(
+            lm, clean[i], corrupt[i], logit_diff(lm, ANSWERS[i], WRONG[i]), **options
+        )
+        torch.testing.assert_close(both.per_example[..., i], alone.per_example[..., 0], atol=1e-5, rtol=0)  # fmt: skip
+        torch.testing.assert_close(both.baseline[i], alone.baseline[0], atol=1e-5, rtol=0)
+
+
 def test_memory_budget_sets_the_chunk_and_not_the_numbers(lm, metric):
     small = activation_patching(lm, CLEAN, CORRUPT, metric, sites="z", max_bytes=200_000)
     big = activation_patching(lm, CLEAN, CORRUPT, metric, sites="z")
