@@ -205,7 +205,7 @@ def direct_logit_attribution(
     input's last real token; ints count over the padded row). ``answer``/``wrong``: a token id or
     one-token text, or one per input. See the module docstring for the definitions and for
     families with logit multipliers, softcaps or attention output norms."""
-    lm = check_language_model(lm, "direct_logit_attribution")
+    check_language_model(lm, "direct_logit_attribution")
     logits, cache = lm.run(inputs, capture=_capture_names(lm), padding_side=padding_side)
     batch, length = logits.shape[:2]
     good = token_ids(lm, answer, batch, "answer")

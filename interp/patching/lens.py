@@ -105,7 +105,7 @@ def logit_lens(
 ) -> LogitLens:
     """The logit lens of ``text`` (one text or ``[1, pos]`` token ids; see the module
     docstring): top-``k`` tokens per layer and position and the probability of ``targets``."""
-    lm = check_language_model(lm, "logit_lens")
+    check_language_model(lm, "logit_lens")
     if isinstance(text, torch.Tensor):
         if text.dim() != 2 or text.shape[0] != 1:
             raise InputTypeError(

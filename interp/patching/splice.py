@@ -159,7 +159,7 @@ def splice_module(
     feature_edit: FeatureEdit | None = None,
 ) -> SpliceResult:
     """Run ``inputs`` clean and with ``module`` spliced at ``hook`` (see the module docstring)."""
-    lm = check_language_model(lm, "splice_module")
+    check_language_model(lm, "splice_module")
     if hook not in lm.hook_names:
         raise InvalidArgumentError(f"{hook!r} is not a hook of {lm.name}")
     kind = _kind(module)

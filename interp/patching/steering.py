@@ -87,7 +87,7 @@ def mean_difference(
 ) -> torch.Tensor:
     """``mean(act(positive)) - mean(act(negative))`` at ``blocks.{layer}.{hook}``: ``[d_model]``
     (see the module docstring for ``position``)."""
-    lm = check_language_model(lm, "mean_difference")
+    check_language_model(lm, "mean_difference")
     if position not in ("last", "mean"):
         raise InvalidArgumentError(f"position must be 'last' or 'mean', got {position!r}")
     name = _hook(lm, layer, hook)
@@ -154,7 +154,7 @@ def steer(
 ) -> SteeringResult:
     """Sweep ``layers`` (default all) x ``scales``: the logit of ``answer`` (minus ``wrong``'s)
     at each input's last token with ``scale * vector`` added at that layer's ``hook``."""
-    lm = check_language_model(lm, "steer")
+    check_language_model(lm, "steer")
     layers = list(range(lm.n_layers)) if layers is None else list(layers)
     for layer in layers:
         _hook(lm, layer, hook)
