@@ -3,16 +3,18 @@ random-init model must give what the native backend gives on the same weights.
 
 For each row of :data:`interp.models.families.FAMILIES`, the tiny model is saved to a folder and
 ``TransformerBridge.boot_transformers(folder, hf_model=model)`` wraps it (no hub access). Then, on
-a single and a right-padded batch: logits, ``hook_embed``, ``hook_resid_pre/post``,
+a right-padded batch: logits, ``hook_embed``, ``hook_resid_pre/post``,
 ``hook_attn_out``, ``hook_mlp_out``, ``attn.hook_z``, ``attn.hook_v``, post-rotary
 ``attn.hook_k`` and ``attn.hook_q`` (compared as ``q * attention_scale``: TransformerLens'
 ``hook_q`` is the projection's output, and OPT folds the scale into it), the fused attention
 statistics (sliding windows, softcaps and sinks read from the wrapped module), per-head weights,
-norm scales and the embedding scale.
+norm scales, the embedding scale, ``norm``/``mlp``/``attn_output``/``unembed`` and head
+ablations.
 
-:data:`TL_STATUS` records what TransformerLens 4.3 does with each family; a family that the
-bridge cannot boot, or whose bridge fires no post-rotary q/k hook, is tested to fail exactly as
-recorded (so the table cannot go stale silently) and its other hooks are still compared.
+:func:`interp.models.adapters_tl.tl_status` states what TransformerLens 4.3 does with each family
+(for the README support table); a family the bridge cannot boot is tested to fail exactly as
+stated, and the route each note names for post-rotary q/k is the one the adapter takes, so the
+table cannot go stale silently.
 """
 
 from __future__ import annotations
@@ -21,25 +23,19 @@ import pytest
 import torch
 
 import interp
-from interp.errors import UnsupportedModelError
 from interp.models import StatsRequest
-from interp.models.adapters_tl import TransformerLensLM, tl_families
+from interp.models.adapters_tl import TL_NOTES, TransformerLensLM, tl_families, tl_status
 from interp.models.families import FAMILIES
 from tests.tiny import tiny_hf_model
 
 TEXT = "w5 w9 w14 w5 w9 w30 w31 w7 w8 w20 w21"
 BATCH = [TEXT, "w3 w4 w5 w6"]
-# Family -> (status, reason) under TransformerLens 4.3 (the README support table reads this).
-TL_STATUS: dict[str, tuple[str, str]] = {
-    name: ("works", "every hook, statistic and weight equals the native backend")
-    for name in FAMILIES
-} | {
-    "ministral": (
-        "fails at boot",
-        "TransformerLens 4.3 has no MinistralForCausalLM adapter (only ministral3): "
-        "'Could not determine supported architecture from config'",
-    ),
-}
+# Family -> (status, note) under TransformerLens 4.3, as the adapter states it for the README
+# support table; every entry is asserted here.
+TL_STATUS: dict[str, tuple[str, str]] = {name: tl_status(name) for name in FAMILIES}
+# The q/k route the notes name (the rest: hook_rot_q/k, or hook_q/k without rotary).
+QK_ROUTES = {"gptj": "probe", "gpt_neox": "rotate", "falcon": "rotate", "phi3": "rotate"}
+QK_ROUTES |= {"gpt2": "plain", "opt": "plain"}
 WEIGHTS = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O", "W_E", "W_U", "b_U")
 
 
@@ -87,8 +83,8 @@ def _stats_request(lm, inputs) -> StatsRequest:
     )
 
 
-def _names(lm, with_qk: bool) -> list[str]:
-    names = [
+def _names() -> list[str]:
+    return [
         "hook_embed",
         "blocks.*.hook_resid_pre",
         "blocks.*.hook_resid_post",
@@ -97,8 +93,9 @@ def _names(lm, with_qk: bool) -> list[str]:
         "blocks.*.attn.hook_z",
         "blocks.*.attn.hook_v",
         "ln_final.hook_normalized",
+        "blocks.*.attn.hook_q",
+        "blocks.*.attn.hook_k",
     ]
-    return names + (["blocks.*.attn.hook_q", "blocks.*.attn.hook_k"] if with_qk else [])
 
 
 def _close(got: torch.Tensor, want: torch.Tensor, real: torch.Tensor, name: str) -> None:
@@ -124,10 +121,10 @@ def test_bridge_matches_native(pair):
     if lm is None:
         pytest.skip(f"{name}: {TL_STATUS[name][1]}")
     assert isinstance(lm, TransformerLensLM) and lm.family.name == name
-    status = TL_STATUS[name][0]
-    with_qk = status == "works"
-    stats = _stats_request(native, inputs) if with_qk else None
-    names = _names(native, with_qk)
+    assert lm._qk_source == QK_ROUTES.get(name, lm._qk_source), "the note's route"
+    assert lm._qk_source in ("plain", "rot", "rotate", "probe")
+    stats = _stats_request(native, inputs)
+    names = _names()
     logits, cache = lm.run(inputs, capture=names, attention_stats=stats)
     ref_logits, ref = native.run(inputs, capture=names, attention_stats=stats)
     _, mask = native._as_tokens(inputs, None, True)
@@ -142,18 +139,12 @@ def test_bridge_matches_native(pair):
             value = value * native.attention_scale(layer)
         assert got.shape == value.shape, hook
         _close(got, value, real, hook)
-    if with_qk:
-        for field in ("lse", "max_prob", "target_prob", "range_mass", "argmax"):
-            got, want = (
-                _at_real_queries(cache.stats(field), real),
-                _at_real_queries(ref.stats(field), real),
-            )
-            torch.testing.assert_close(got, want, atol=2e-5, rtol=0, msg=field)
-    else:
-        with pytest.raises(UnsupportedModelError, match="exposes no post-rotary q/k hooks"):
-            lm.run(inputs, capture="blocks.0.attn.hook_q")
-        with pytest.raises(UnsupportedModelError, match="exposes no post-rotary q/k hooks"):
-            lm.run(inputs, attention_stats=True)
+    for field in ("lse", "max_prob", "target_prob", "range_mass", "argmax"):
+        got, want = (
+            _at_real_queries(cache.stats(field), real),
+            _at_real_queries(ref.stats(field), real),
+        )
+        torch.testing.assert_close(got, want, atol=2e-5, rtol=0, msg=field)
 
 
 def test_bridge_weights_norms_and_scales_match_native(pair):
@@ -189,7 +180,8 @@ def test_bridge_weights_norms_and_scales_match_native(pair):
 def test_every_row_maps_to_a_bridge_architecture():
     """The adapter's accepted architectures are derived from the family table: one per row."""
     assert sorted(tl_families().values()) == sorted(FAMILIES)
-    assert set(TL_STATUS) == set(FAMILIES)
+    assert set(TL_NOTES) <= set(FAMILIES)
+    assert {status for status, _ in TL_STATUS.values()} == {"works", "fails at boot"}
 
 
 def test_bridge_head_ablation_matches_native(pair):

@@ -45,6 +45,36 @@ from interp.models.native import hf_causal_mask, hf_rotary_embedding
 from interp.models.protocol import NormKind
 from interp.models.weights import HeadWeights
 
+# What TransformerLens 4.3's TransformerBridge does with each family row, measured by
+# tests/test_models_adapters_families.py on tiny random-init models (which asserts every entry):
+# status "works" (logits, every hook, post-rotary q/k, attention statistics with windows,
+# softcaps and sinks, per-head weights, norms, ablations equal the native backend) or
+# "fails at boot"; the note says how the adapter gets there where it is not the plain route.
+_WORKS = "works"
+TL_NOTES: dict[str, str] = {
+    "ministral": "TransformerLens 4.3 has no MinistralForCausalLM adapter (only ministral3): "
+    "boot_transformers raises 'Could not determine supported architecture from config'",
+    "gptj": "the bridge fires no post-rotary q/k hook; interp's attention probe is installed on "
+    "the wrapped GPT-J attention (eager code kept) for hook_q/hook_k and statistics",
+    "gpt_neox": "post-rotary q/k rebuilt from hook_q/hook_k with the bridge's hook_cos/hook_sin",
+    "falcon": "post-rotary q/k rebuilt from hook_q/hook_k with the bridge's hook_cos/hook_sin",
+    "phi3": "post-rotary q/k rebuilt from hook_q/hook_k with the bridge's hook_cos/hook_sin",
+    "opt": "hook_q is the projection output: it differs from native by attention_scale(layer) "
+    "(OPT folds the scale into q_proj); hook_q * attention_scale is equal",
+    "qwen2": "the bridge swaps the tokenizer for one rebuilt from the folder as Qwen2Tokenizer "
+    "(right for a real checkpoint); pass tokenizer= to load_model to keep another",
+    "mistral": "sliding window read from the config (the attention module holds none)",
+    "starcoder2": "sliding window read from the config (the attention module holds none)",
+    "gemma2": "attention softcap and per-layer windows read from the wrapped attention module",
+    "gpt_oss": "learned sinks and per-layer windows read from the wrapped attention module",
+}
+TL_STATUS: dict[str, str] = {"ministral": "fails at boot"}
+
+
+def tl_status(family: str) -> tuple[str, str]:
+    """``(status, note)`` of a family row under the TransformerLens bridge (see ``TL_NOTES``)."""
+    return TL_STATUS.get(family, _WORKS), TL_NOTES.get(family, "")
+
 
 def tl_families() -> dict[str, str]:
     """The Hugging Face causal-LM class a TransformerLens config names -> our family row, for
