@@ -182,6 +182,7 @@ class SelectiveOperators:
     layer: int | None = None
     kind: Kind = "selective"
     heads: int | None = None  # Mamba-2: channels share Delta and A by head (the rank bound)
+    skip: bool = True  # include D u_i (itself one head: alpha_ij = [i == j], V = diag D)
 
     @property
     def length(self) -> int:
@@ -220,7 +221,11 @@ class SelectiveOperators:
         """:meth:`kernel` over every channel, ``block`` channels at a time (``[T, T, c]``)."""
         c = self.channels
         return torch.cat(
-            [self.kernel(slice(lo, min(lo + block, c))) for lo in range(0, c, block)], -1
+            [
+                self.kernel(slice(lo, min(lo + block, c)), skip=self.skip)
+                for lo in range(0, c, block)
+            ],
+            -1,
         )
 
     def span_rows(self) -> Iterator[torch.Tensor]:
