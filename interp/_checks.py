@@ -36,7 +36,8 @@ def raise_first_failure(checks: Sequence[Check]) -> None:
     """
     if not checks:
         return
-    values = torch.stack([flag.reshape(()) for flag, _ in checks]).cpu().tolist()
+    device = checks[0][0].device  # flags of layers on other devices join it
+    values = torch.stack([flag.reshape(()).to(device) for flag, _ in checks]).cpu().tolist()
     bad = next((i for i, ok in enumerate(values) if not ok), None)
     if bad is not None:
         raise checks[bad][1]()

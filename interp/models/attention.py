@@ -147,8 +147,11 @@ class AttentionProbe:
             plan.outputs[prefix + "hook_attn_scores"] = _scores(query, key, mask, scale, features)
         request = plan.stats
         if request is not None and (request.layers is None or self.layer in request.layers):
+            padding = plan.key_padding
+            if padding is not None and padding.device != query.device:  # a layer on another device
+                request, padding = request.to(query.device), padding.to(query.device)
             plan.stats_out[self.layer] = layer_stats(
-                request, query, key, scale, plan.key_padding, plan.stats_checks, features
+                request, query, key, scale, padding, plan.stats_checks, features
             )
 
 

@@ -15,6 +15,7 @@ one device transfer at the end of the run. A backend implements only its forward
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -157,7 +158,9 @@ class HookedLM(Tokenizing, ABC):
         ids follow the mask, so a left-padded row computes what it would alone.
         ``past_key_values``/``use_cache`` continue from a KV cache (decoding); the updated cache
         is ``cache.past_key_values``. ``logits_to_keep=n > 0`` returns logits for the last ``n``
-        positions only, skipping the unembedding of the rest.
+        positions only, skipping the unembedding of the rest. Captures, statistics and logits come
+        back on ``lm.device`` (the input embedding's device), also for a model split across
+        devices.
         """
         check_logits_to_keep(logits_to_keep)
         with torch.inference_mode(not grad), torch.set_grad_enabled(grad):
@@ -178,11 +181,17 @@ class HookedLM(Tokenizing, ABC):
             request.logits_to_keep = logits_to_keep
             logits, new_cache = self._forward(request)
             batch, length = tokens.shape
-            outputs = request.plan.outputs
+            # One device: layers split across devices hand back captures and statistics where
+            # they ran; all of it (and the logits) comes back on self.device, the embedding's.
+            device = self.device
+            logits = logits.to(device)
+            outputs = {name: value.to(device) for name, value in request.plan.outputs.items()}
             cache = ActivationCache(
                 {name: self._derived(name, outputs, batch, length) for name in names}
             )
-            cache.attention_stats = request.plan.stats_out
+            cache.attention_stats = {
+                layer: _stats_to(stats, device) for layer, stats in request.plan.stats_out.items()
+            }
             cache.past_key_values = new_cache if use_cache else None
             cache.attention_mask = attention_mask
             cache.last_positions = last_positions(attention_mask, batch, length)
@@ -415,6 +424,16 @@ def _with_dependencies(names: list[str]) -> list[str]:
         if suffix == "hook_resid_mid":
             needed += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_attn_out"]
     return [n for n in dict.fromkeys(needed) if not n.endswith("hook_resid_mid")]
+
+
+def _stats_to(stats: object, device: torch.device) -> object:
+    """One layer's :class:`AttentionStats` with its tensors on ``device``."""
+    moved = {
+        f.name: getattr(stats, f.name).to(device)
+        for f in dataclasses.fields(stats)
+        if isinstance(getattr(stats, f.name), torch.Tensor)
+    }
+    return dataclasses.replace(stats, **moved)
 
 
 def check_logits_to_keep(logits_to_keep: object) -> None:

@@ -25,8 +25,9 @@ from interp.models.hooked import Forward, HookedLM
 from interp.models.hooks import all_hook_names
 from interp.models.interventions import AblationMethod, probe_ablation
 from interp.models.native_sites import HookSites
+from interp.models.placement import input_device
 from interp.models.protocol import NormKind
-from interp.models.weights import HeadWeights, read_head_weights
+from interp.models.weights import HeadWeights, onloaded, read_head_weights
 
 Store = Callable[[str, torch.Tensor], None]
 
@@ -86,7 +87,9 @@ class NativeLM(HookedLM):
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where input ids go and every output comes back: the input embedding's (execution)
+        device, also for a model accelerate split across devices or offloaded."""
+        return input_device(self.model)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -157,13 +160,13 @@ class NativeLM(HookedLM):
     # ----------------------------------------------------------------- weights
     def _read_head_weights(self) -> HeadWeights:
         return read_head_weights(
-            self._layers, self.family, self.n_heads, self.n_kv_heads, self.d_head
+            self._layers, self.family, self.n_heads, self.n_kv_heads, self.d_head, self.device
         )
 
     @property
     def W_E(self) -> torch.Tensor:
         """Token embedding ``[d_vocab, d_model]`` (raw weights; see ``embedding_scale``)."""
-        return get_submodule(self.model, self.family.embed).weight.detach()
+        return self._weight(self.family.embed)
 
     @property
     def embedding_scale(self) -> float:
@@ -177,16 +180,25 @@ class NativeLM(HookedLM):
     @property
     def W_U(self) -> torch.Tensor:
         """Unembedding ``[d_model, d_vocab]`` (before the family's logit multiplier/softcap)."""
-        return get_submodule(self.model, self.family.unembed).weight.detach().T
+        return self._weight(self.family.unembed).T
 
     @property
     def b_U(self) -> torch.Tensor:
-        bias = getattr(get_submodule(self.model, self.family.unembed), "bias", None)
+        module = get_submodule(self.model, self.family.unembed)
+        with onloaded(module):
+            bias = getattr(module, "bias", None)
+            bias = bias.detach().to(self.device) if bias is not None else None
         return (
-            bias.detach()
+            bias
             if bias is not None
             else torch.zeros(self.d_vocab, dtype=self.dtype, device=self.device)
         )
+
+    def _weight(self, path: str) -> torch.Tensor:
+        """A module's weight on :attr:`device` (loaded from an offload for the read)."""
+        module = get_submodule(self.model, path)
+        with onloaded(module):
+            return module.weight.detach().to(self.device)
 
     def _norm_module(self, layer: int | None, kind: NormKind) -> nn.Module | None:
         if kind == "final":
@@ -207,10 +219,10 @@ class NativeLM(HookedLM):
         """
 
         def scale(module: nn.Module | None) -> torch.Tensor:
-            weight = getattr(module, "weight", None)
-            if weight is None:
+            if module is None or getattr(module, "weight", None) is None:
                 return torch.ones(self.d_model, dtype=self.dtype, device=self.device)
-            return weight.detach() + self.family.norm_offset
+            with onloaded(module):
+                return module.weight.detach().to(self.device) + self.family.norm_offset
 
         layers = range(self.n_layers)
         return {
@@ -225,7 +237,7 @@ class NativeLM(HookedLM):
         module = self._norm_module(layer, kind)
         x = self._as_residual(x, "norm")
         with torch.inference_mode():
-            return module(x) if module is not None else x
+            return module(x).to(self.device) if module is not None else x
 
     def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """What layer ``layer``'s MLP adds to the residual stream, from its normalized input ``x
@@ -239,7 +251,7 @@ class NativeLM(HookedLM):
                 out = self.family.mlp_fn(block, x)
             else:
                 out = first(get_submodule(block, self.family.mlp)(x))
-            return self._sublayer_output(block, self.family.mlp_out_norm, out)
+            return self._sublayer_output(block, self.family.mlp_out_norm, out).to(self.device)
 
     def attn_output(self, layer: int, z: torch.Tensor) -> torch.Tensor:
         """What layer ``layer``'s attention adds to the residual stream, from its per-head ``z
@@ -254,7 +266,7 @@ class NativeLM(HookedLM):
         with torch.inference_mode():
             flat = z.to(self.device, self.dtype).flatten(-2)
             out = get_submodule(block, self.family.o_proj)(flat)
-            return self._sublayer_output(block, self.family.attn_out_norm, out)
+            return self._sublayer_output(block, self.family.attn_out_norm, out).to(self.device)
 
     def _sublayer_output(self, block: nn.Module, out_norm: str | None, out: torch.Tensor):
         """A sublayer's output as added to the residual: output norm, residual multiplier."""
@@ -275,7 +287,7 @@ class NativeLM(HookedLM):
             cap = scalar(self.family.final_softcap, self.config)
             if cap is not None:
                 logits = torch.tanh(logits / cap) * cap
-            return logits
+            return logits.to(self.device)
 
     def attention_scale(self, layer: int) -> float:
         """The factor on ``q·k`` the softmax uses with this layer's ``hook_q``/``hook_k`` (as the

@@ -138,7 +138,7 @@ class HookSites:
         def hook(module, inputs, output):
             z = self._positions(inputs[0])
             z = z.reshape(*z.shape[:-1], W_O.shape[0], W_O.shape[1])
-            value = torch.einsum("...hd,hdm->...hm", z, W_O.to(z.dtype))
+            value = torch.einsum("...hd,hdm->...hm", z, W_O.to(z.device, z.dtype))
             if edits:
                 value = apply_edits(edits, value, ctx(name))
             if capture:
