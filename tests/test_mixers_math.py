@@ -123,6 +123,9 @@ def test_gradient_paths_decay_like_the_spectral_radius():
     paths = gradient_paths(uniform, torch.randn(8, 2, dtype=torch.float64))
     row = paths.norms[7, :8]
     torch.testing.assert_close(row, row[0].expand(8))
+    torch.testing.assert_close(paths.profile, torch.ones(8, dtype=torch.float64))
+    assert paths.rho == pytest.approx(1.0)
+    torch.testing.assert_close(result.profile, rho ** torch.arange(12, dtype=torch.float64))
 
 
 def test_bad_arguments():

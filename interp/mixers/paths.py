@@ -69,9 +69,24 @@ def jacobian_norms(
 
 
 def by_distance(norms: torch.Tensor) -> torch.Tensor:
-    """Mean of ``norms[i, j]`` over the pairs at each distance ``i - j = 0 .. T - 1``."""
+    """``profile[d]``: the mean over queries ``i`` of ``norms[i, i - d] / norms[i, i]``.
+
+    Relative to each query's own position, so that a query-dependent scale (attention's
+    ``1 / (i + 1)`` under a uniform pattern) does not read as decay: a stable LTI SSM gives
+    ``rho^d`` exactly, distance-independent attention a flat 1. Queries whose ``norms[i, i]`` is 0
+    are left out (NaN where none is left).
+    """
     T = norms.shape[0]
-    return torch.stack([norms.diagonal(-d).mean() for d in range(T)])
+    diagonal = norms.diagonal()
+    profile = []
+    for d in range(T):
+        own = diagonal[d:]
+        keep = own > 0
+        ratio = norms.diagonal(-d)[keep] / own[keep]
+        profile.append(
+            ratio.mean() if keep.any() else torch.tensor(float("nan"), dtype=norms.dtype)
+        )
+    return torch.stack(profile)
 
 
 def decay_rate(profile: torch.Tensor) -> float:
@@ -87,8 +102,9 @@ def decay_rate(profile: torch.Tensor) -> float:
 
 @dataclass
 class GradientPaths(Result):
-    """``norms[i, j] = ||dy_i / dx_j||_F`` of a layer on one input; ``profile[d]`` its mean at
-    distance ``d = i - j``; ``rho`` the fitted per-step decay (1 = no decay with distance)."""
+    """``norms[i, j] = ||dy_i / dx_j||_F`` of a layer on one input; ``profile[d]`` the mean of
+    ``norms[i, i - d] / norms[i, i]`` (:func:`by_distance`); ``rho`` the fitted per-step decay
+    (1 = no decay with distance)."""
 
     norms: torch.Tensor
     profile: torch.Tensor
@@ -101,7 +117,8 @@ class GradientPaths(Result):
         p = self.profile
         shown = ", ".join(f"{float(v):.3g}" for v in p[: min(8, len(p))])
         return (
-            f"{self.kind} layer {self.layer}: mean ||dy_i/dx_j|| at distance 0..: {shown}"
+            f"{self.kind} layer {self.layer}: mean ||dy_i/dx_(i-d)|| / ||dy_i/dx_i|| at d = 0..: "
+            f"{shown}"
             f"{' ...' if len(p) > 8 else ''}\nfitted decay per step rho = {self.rho:.4g}"
         )
 
@@ -115,9 +132,9 @@ def paths_figure(profiles: dict[str, torch.Tensor]) -> go.Figure:
         p = profile.double().cpu().numpy()
         fig.add_trace(go.Scatter(x=list(range(len(p))), y=np.maximum(p, 1e-300), name=name))
     fig.update_layout(
-        title="Gradient paths: mean ||dy_i / dx_j|| against distance i - j",
-        xaxis_title="distance i - j",
-        yaxis_title="mean Jacobian norm",
+        title="Gradient paths: mean ||dy_i / dx_(i-d)|| / ||dy_i / dx_i|| against distance d",
+        xaxis_title="distance d = i - j",
+        yaxis_title="relative Jacobian norm",
         yaxis_type="log",
         template="plotly_white",
     )
