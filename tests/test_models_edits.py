@@ -218,3 +218,26 @@ def test_nnsight_edits_equal_native(lm, nnsight_lm):
     torch.testing.assert_close(adapted, native, atol=1e-5, rtol=0)
     for key in native_cache:
         torch.testing.assert_close(cache[key], native_cache[key], atol=1e-5, rtol=0)
+
+
+def test_transformer_lens_edits_equal_native(lm, tokenizer, tmp_path):
+    """The same edits through a TransformerBridge of the same weights give the native numbers."""
+    from tests.test_models_adapters import _boot_bridge
+
+    bridge = interp.load_model(
+        _boot_bridge(tiny_hf_model("llama", vocab_size=len(tokenizer)), tokenizer, tmp_path)
+    )
+    names = ["blocks.1.attn.hook_z", "blocks.1.hook_resid_post", "blocks.0.attn.hook_q"]
+    edit = {
+        "blocks.1.attn.hook_z": lambda z, ctx: z * 0.5,
+        "blocks.0.hook_resid_post": lambda x, ctx: x + 0.1,
+        "blocks.0.attn.hook_q": lambda q, ctx: q * 2,
+    }
+    native, native_cache = lm.run(CLEAN, capture=names, edits=edit)
+    adapted, cache = bridge.run(CLEAN, capture=names, edits=edit)
+    torch.testing.assert_close(adapted, native, atol=1e-4, rtol=0)
+    for key in native_cache:
+        torch.testing.assert_close(cache[key], native_cache[key], atol=1e-4, rtol=0)
+    logits, cache = bridge.run(CLEAN, capture="blocks.0.hook_resid_post", grad=True)
+    (grad,) = torch.autograd.grad(logits[0, -1, 7], cache["blocks.0.hook_resid_post"])
+    assert grad.abs().sum() > 0

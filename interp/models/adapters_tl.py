@@ -29,6 +29,7 @@ functions live in :mod:`interp.models.adapters_tl_hooks`.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -36,6 +37,7 @@ from torch import nn
 from interp.errors import InputTypeError, InvalidArgumentError, UnsupportedModelError
 from interp.models.adapters_tl_hooks import Recorder, attention_features, attention_scale
 from interp.models.attention import AttentionProbe, register_attention_function
+from interp.models.edits import apply_edits
 from interp.models.families import FAMILIES, Family, get_submodule, scalar
 from interp.models.hf_compat import first as _first
 from interp.models.hooked import Forward, HookedLM
@@ -139,7 +141,7 @@ class TransformerLensLM(HookedLM):
         self.d_vocab: int = cfg.d_vocab
         self.n_ctx: int = cfg.n_ctx
         self.parallel = bool(getattr(cfg, "parallel_attn_mlp", False))
-        self.hook_names = all_hook_names(self.n_layers, parallel=self.parallel)
+        self.hook_names = all_hook_names(self.n_layers, parallel=self.parallel, per_head=False)
         self._layers = model.blocks
         self._probes: list[AttentionProbe] = []
         self._qk_source = self._find_qk_source()
@@ -176,7 +178,8 @@ class TransformerLensLM(HookedLM):
         names = request.names
         if probed:
             names = [n for n in names if split_layer_name(n)[1] not in _PROBED]
-        hooks = recorder.hooks(names)
+        recorder.detach = plan.detach
+        hooks = self._edit_hooks(request) + recorder.hooks(names)
         # An explicit all-ones mask keeps TransformerLens from guessing padding from pad ids.
         tokens = request.tokens
         mask = padding.long() if padding is not None else torch.ones_like(tokens)
@@ -189,6 +192,29 @@ class TransformerLensLM(HookedLM):
         if request.logits_to_keep:
             logits = logits[:, -request.logits_to_keep :]
         return logits, None
+
+    def _edit_hooks(self, request: Forward) -> list[tuple[str, Callable]]:
+        """The run's edits as TransformerLens hooks returning the replacement (registered before
+        the capture hooks, so captures see the edited values). q/k/v edits go through interp's
+        attention probe where the bridge runs it; post-rotary q/k edits need a hook point that
+        carries them."""
+        hooks = []
+        for name, edits in request.plan.edits.items():
+            suffix = split_layer_name(name)[1]
+            if suffix in _PROBED and self._qk_source == "probe":
+                continue  # the attention probe applies it
+            if suffix in ("attn.hook_q", "attn.hook_k") and self._qk_source not in ("plain", "rot"):
+                raise UnsupportedModelError(
+                    f"{name} cannot be edited through this TransformerLens bridge "
+                    f"({self.family.name}): it fires no hook after rotary; load the Hugging Face "
+                    "model with interp.load_model to edit post-rotary q/k"
+                )
+
+            def edit(tensor: torch.Tensor, hook: object, name=name, edits=edits) -> torch.Tensor:
+                return apply_edits(edits, tensor, request.context(name))
+
+            hooks.append((self.tl_hook_name(name), edit))
+        return hooks
 
     _ablation_hooks: list = []
 

@@ -79,6 +79,7 @@ class Recorder:
         self._qk: dict[int, dict[str, torch.Tensor]] = {}
         self._wanted: set[str] = set()
         self._stats_layers: set[int] = set()
+        self.detach = True  # False when the run keeps the autograd graph
 
     def hooks(self, names: list[str]) -> list[tuple[str, Callable]]:
         lm = self.lm
@@ -107,7 +108,7 @@ class Recorder:
 
     def _store(self, name: str) -> Callable:
         def hook(tensor: torch.Tensor, hook: object) -> None:
-            self.outputs[name] = tensor.detach()
+            self.outputs[name] = tensor.detach() if self.detach else tensor
 
         return hook
 
