@@ -1,4 +1,4 @@
-"""The SSM backend: Hugging Face Mamba and Mamba-2 language models behind :class:`HookedLM`.
+"""The SSM backend: Hugging Face Mamba, Falcon-Mamba and Mamba-2 LMs behind :class:`HookedLM`.
 
 ``run(capture=...)`` offers the residual names of the native backend (``hook_embed``,
 ``blocks.{l}.hook_resid_pre``/``hook_resid_post``, ``ln_final.hook_normalized``), the mixer's
@@ -37,7 +37,8 @@ from interp.models.native_sites import HookSites
 from interp.models.ssm_sites import MIXER_HOOKS, RECOMPUTED, STATE_HOOKS, mixer_hooks
 from interp.models.weights import HeadWeights
 
-VARIANTS = {"mamba": "mamba", "mamba2": "mamba2"}  # config.model_type -> mixer variant
+# config.model_type -> mixer variant (Falcon-Mamba is Mamba with RMS norms on dt, B and C)
+VARIANTS = {"mamba": "mamba", "falcon_mamba": "mamba", "mamba2": "mamba2"}
 UNBOUNDED_CONTEXT = 2**31 - 1  # an SSM has no position limit
 
 

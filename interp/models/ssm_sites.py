@@ -66,12 +66,15 @@ def scan_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def mamba_parameters(mixer: nn.Module, hidden: torch.Tensor, mask: torch.Tensor | None) -> dict:
-    """Gate, scan input and discretization parameters of a ``MambaMixer`` on ``hidden [b, t, d]``."""
+    """Gate, scan input and discretization parameters of a ``MambaMixer`` (or Falcon-Mamba's,
+    which normalizes dt, B and C) on ``hidden [b, t, d]``."""
     projected = mixer.in_proj(_mask(hidden, mask)).transpose(1, 2)
     x, gate = projected.chunk(2, dim=1)
     x = _mask(_conv(mixer, x).transpose(1, 2), mask)  # [b, t, c]
     rank, n = mixer.time_step_rank, mixer.ssm_state_size
     step, B, C = torch.split(mixer.x_proj(x), [rank, n, n], dim=-1)
+    if hasattr(mixer, "b_layernorm"):  # Falcon-Mamba: weightless RMS norms on dt, B and C
+        step, B, C = mixer.dt_layernorm(step), mixer.b_layernorm(B), mixer.c_layernorm(C)
     dt = (mixer.dt_proj.weight @ step.transpose(1, 2)).transpose(1, 2)
     delta = F.softplus(dt + mixer.dt_proj.bias.to(dt.dtype))
     A = -torch.exp(mixer.A_log.float())

@@ -7,6 +7,7 @@ from torch import nn
 
 _SIZES = {
     "mamba": {"intermediate_size": 32, "time_step_rank": 4},
+    "falcon_mamba": {"intermediate_size": 32, "time_step_rank": 4},
     "mamba2": {"num_heads": 4, "head_dim": 8, "n_groups": 2, "expand": 2, "chunk_size": 8},
 }
 
@@ -22,8 +23,9 @@ def tiny_ssm(
     dtype: torch.dtype = torch.float32,
     **overrides: object,
 ) -> nn.Module:
-    """A randomly initialized ``MambaForCausalLM`` (``variant="mamba"``) or
-    ``Mamba2ForCausalLM`` (``"mamba2"``) built from a config, no download. ``A_log``, ``D`` and
+    """A randomly initialized ``MambaForCausalLM`` (``variant="mamba"``),
+    ``FalconMambaForCausalLM`` (``"falcon_mamba"``) or ``Mamba2ForCausalLM`` (``"mamba2"``) built
+    from a config, no download. ``A_log``, ``D`` and
     the norms get random perturbations so that no parameter sits at a special value."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
