@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from interp.models.adapters_tl import tl_families
+from interp.models.adapters_tl import tl_status
 from interp.models.families import FAMILIES
 from interp.models.support import TOLERANCE, measure_family, support_markdown
 
@@ -17,7 +17,7 @@ from interp.models.support import TOLERANCE, measure_family, support_markdown
 def main() -> None:
     warnings.filterwarnings("ignore")
     rows = [measure_family(name) for name in sorted(FAMILIES)]
-    table = support_markdown(rows, set(tl_families().values()))
+    table = support_markdown(rows, tl_status)
     raw = ["| family | logits | q/k pattern | stats argmax mismatch | stats max-prob | W_V |"]
     raw.append("|---|---|---|---|---|---|")
     for row in rows:

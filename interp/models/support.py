@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -137,8 +138,10 @@ def _rebuilt(cache, layer, scale, window, softcap, sinks, real) -> torch.Tensor:
     return torch.softmax(torch.cat([logits, sink], -1), -1)[..., :-1]
 
 
-def support_markdown(rows: list[FamilySupport], tl_families: set[str]) -> str:
-    """The README table: a mark per check (pass at :data:`TOLERANCE`), features and notes."""
+def support_markdown(rows: list[FamilySupport], tl_status: Callable[[str], tuple[str, str]]) -> str:
+    """The README table: a mark per check (pass at :data:`TOLERANCE`), the TransformerLens
+    bridge's status (``interp.models.adapters_tl.tl_status``, asserted by
+    ``tests/test_models_adapters_families.py``), features and notes."""
 
     def mark(value: float) -> str:
         return "yes" if value <= TOLERANCE else "NO"
@@ -150,7 +153,7 @@ def support_markdown(rows: list[FamilySupport], tl_families: set[str]) -> str:
     ]
     for row in rows:
         stats = mark(max(row.stats_argmax, row.stats_max_prob))
-        bridge = "mapped" if row.family in tl_families else "—"
+        bridge = tl_status(row.family)[0]
         lines.append(
             f"| {row.family} | yes | {mark(row.logits)} | {mark(row.pattern)} | {stats} | "
             f"{mark(row.values)} | {bridge} | {', '.join(row.features) or '—'} | {row.notes} |"
