@@ -121,3 +121,21 @@ def test_cli_report_and_one_line_errors(tmp_path, monkeypatch):
     rnn_like = _no_mixer()
     monkeypatch.setattr("interp.models.registry.load_model", lambda spec: rnn_like)
     _one_line_error(runner.invoke(app, ["mixers", "--model", "x"]), "no attention or SSM")
+
+
+def test_analyze_mixers_on_attention():
+    lm = _llama()
+    result = analyze_mixers(lm, TOKENS, [0])
+    assert result.kinds == ["attention"] and result.ranks == [lm.n_heads] == result.bounds
+    assert result.profiles["0"][0] == 1.0 and result.rhos[0] > 0
+
+
+def test_delayed_copy_training_learns_the_task():
+    from interp.mixers.train import delayed_copy_batch, train_delayed_copy
+
+    tokens, targets = delayed_copy_batch(2, 6, 8, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(targets[:, 2:], tokens[:, :-2]) and (targets[:, :2] == -100).all()
+    trained = train_delayed_copy("mamba2", steps=60, length=12, batch=16, seed=0)
+    assert trained.accuracy > 0.5  # chance is 1/8
+    with pytest.raises(InvalidArgumentError, match="lag"):
+        train_delayed_copy("mamba2", lag=30, length=24)
