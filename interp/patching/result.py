@@ -93,10 +93,12 @@ class PatchingResult(Result):
         order = torch.argsort(effects.abs().nan_to_num(-1.0), descending=True)[:k]
         index = np.unravel_index(order.numpy(), tuple(self.values.shape))
         head = f"{'  '.join(f'{a:>8}' for a in self.axes)}  {'value':>10}  {'effect':>10}"
+        corrupted = self.corrupted_metric.mean()
         lines = [
             f"{self.method} of {self.hook} ({self.metric}) on {self.model or 'a model'}: clean "
-            f"{self.clean_metric.mean():.4f}, corrupted {self.corrupted_metric.mean():.4f}, "
-            f"patched run {self.baseline.mean():.4f}",
+            f"{self.clean_metric.mean():.4f}"
+            + ("" if corrupted.isnan() else f", corrupted {corrupted:.4f}")
+            + f", patched run {self.baseline.mean():.4f}",
             head,
         ]
         for row, flat in enumerate(order.tolist()):
