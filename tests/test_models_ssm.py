@@ -171,3 +171,37 @@ def test_load_model_from_a_folder(tmp_path):
         ),
         lm.forward(tokens, prepend_bos=False),
     )
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_recomputed_hooks_are_what_the_models_scan_receives(variant, monkeypatch):
+    """The scan function transformers calls, wrapped to record its arguments: interp's scan
+    input, B, C and Delta equal them bit for bit (same torch operations, same dtype)."""
+    import importlib
+
+    module = importlib.import_module(f"transformers.models.{variant}.modeling_{variant}")
+    name = "mamba2_scan_forward" if variant == "mamba2" else "mamba_scan_forward"
+    original, seen = getattr(module, name), []
+
+    def recording(mixer, *args, **kwargs):
+        seen.append(args)
+        return original(mixer, *args, **kwargs)
+
+    monkeypatch.setattr(module, name, recording)
+    lm = _lm(variant, torch.float32)
+    hooks = ["hook_x", "hook_B", "hook_C", "hook_delta"]
+    _, cache = lm.run(_tokens(), capture=[f"blocks.0.mixer.{h}" for h in hooks])
+    x, B, C, delta = (cache[f"blocks.0.mixer.{h}"] for h in hooks)
+    mixer = lm.model.backbone.layers[0].mixer
+    if variant == "mamba2":
+        hidden, b, c, dt = seen[0][:4]
+        assert torch.equal(hidden, x)
+        assert torch.equal(b, B.flatten(2)) and torch.equal(c, C.flatten(2))
+        expected = F.softplus(dt + mixer.dt_bias.to(dt.dtype))
+    else:
+        hidden, step, b, c = seen[0][:4]
+        assert torch.equal(hidden, x.transpose(1, 2))
+        assert torch.equal(b, B) and torch.equal(c, C)
+        expected = F.softplus(step + mixer.dt_proj.bias.float().to(step.dtype)[..., None])
+        expected = expected.transpose(1, 2)
+    assert torch.equal(expected, delta)

@@ -11,11 +11,22 @@ before the gate). The last three per-layer families are ``[batch, pos, channels,
 like attention patterns they are taken only when named explicitly (a glob such as ``blocks.*``
 skips them) and the run refuses more than :data:`~interp.models.hooked.PATTERN_LIMIT` values.
 
-On every path (CPU sequential loop, Mamba-2's chunked SSD, ``mamba_ssm`` CUDA kernels) the
-residual hooks, ``hook_mixer_out`` and ``mixer.hook_in`` are module boundaries (the model's own
-values); the other mixer hooks are recomputed from the mixer's input and weights with the torch
-operations of transformers' reference path (see :mod:`interp.models.ssm_sites`), so they are the
-same on every path; only the model's own scan output can differ, by the rounding of its path.
+What the hooks see on each path. The residual hooks, ``hook_mixer_out`` and ``mixer.hook_in``
+are module boundaries: the model's own values on every path. The other mixer hooks are
+recomputed from the mixer's input and weights (:mod:`interp.models.ssm_sites`):
+
+- torch reference path (the CPU, and a GPU without ``mamba_ssm``/``causal_conv1d``): Mamba and
+  Falcon-Mamba scan with a sequential loop, Mamba-2 with the chunked SSD algorithm. ``hook_x``,
+  ``hook_gate``, ``hook_B``, ``hook_C`` and ``hook_delta`` are bit for bit what transformers'
+  scan function receives (tested by wrapping it); ``hook_state``/``hook_y`` come from interp's
+  sequential recurrence, which equals the model's scan output to float32 rounding (both scans
+  run in float32; a float64 model's scan still casts its input to float32 in transformers).
+- CUDA kernels (``mamba_ssm``, ``causal_conv1d`` or kernels-hub replacements): the convolution
+  and scan run in fused kernels; interp's recomputation still uses torch's convolution, so the
+  recomputed hooks equal the model's to kernel rounding, not bit for bit, and the state is
+  interp's recurrence. The fully fused training kernel (``mamba_inner_fn``, only in train mode)
+  is never reached: models are wrapped in eval mode.
+
 Mixer-internal hooks are capture-only (an edit there would not reach the model's scan).
 
 Attention-only parts of the interface (per-head weights, attention statistics, head ablation,
