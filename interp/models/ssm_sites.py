@@ -6,8 +6,9 @@ never exposes the per-token parameters or the state. Interp captures the mixer's
 forward hook and recomputes, from the mixer's own weights and with the same torch operations as
 transformers' torch path, everything up to the scan: the gate ``z``, the scan input ``u`` (after
 the causal convolution and activation, padding masked), ``Delta = softplus(dt + bias)`` (clamped
-to Mamba-2's ``time_step_limit``), ``A = -exp(A_log)``, ``B`` and ``C``. Those are the very values
-the model uses, whichever scan implementation runs. The state
+to Mamba-2's ``time_step_limit``), ``A = -exp(A_log)``, ``B`` and ``C``. On the torch path those
+are bit for bit the values transformers' scan receives; with CUDA convolution kernels they agree
+to the kernel's rounding. The state
 ``h_t = exp(Delta_t A) h_{t-1} + Delta_t B_t u_t`` and the scan output ``y_t = C_t . h_t + D u_t``
 are computed by interp's sequential recurrence (float32 like transformers, float64 for a float64
 model), so the state is the same on every path; the model's own scan output equals it to the
