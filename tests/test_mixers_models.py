@@ -56,6 +56,17 @@ def test_selective_operators_reproduce_the_scan(variant):
     assert rank.rank >= 2
 
 
+@pytest.mark.parametrize("variant", ["mamba", "mamba2"])
+def test_a_bare_mixer_module_gives_the_same_operators(variant):
+    lm = _ssm(variant)
+    _, cache = lm.run(TOKENS, capture="blocks.1.mixer.hook_in")
+    mixer = lm.model.backbone.layers[1].mixer
+    bare = interaction_operators(mixer, cache["blocks.1.mixer.hook_in"][0])
+    wrapped = interaction_operators(lm, TOKENS, 1)
+    assert bare.layer == 1 and bare.heads == wrapped.heads
+    torch.testing.assert_close(bare.full_kernel(), wrapped.full_kernel(), rtol=0, atol=0)
+
+
 def test_attention_operators_reproduce_the_attention_output():
     lm = _llama()
     ops = interaction_operators(lm, TOKENS, 1)

@@ -59,7 +59,8 @@ def interaction_operators(
 ) -> Operators:
     """The effective ``W_ij(X)`` of one layer on the first sequence of ``inputs``.
 
-    ``lm_or_layer``: a wrapped LM (attention or Mamba; ``layer`` required) or a
+    ``lm_or_layer``: a wrapped LM (attention or Mamba; ``layer`` required), a Hugging Face
+    Mamba / Falcon-Mamba / Mamba-2 mixer module (``inputs``: its input ``[T, d]``), or a
     :class:`LinearSSM` (``inputs``: the sequence length, or a ``[T, d_in]`` input).
     """
     if isinstance(lm_or_layer, LinearSSM):
@@ -67,6 +68,8 @@ def interaction_operators(
         if not isinstance(length, int) or length < 1:
             raise InvalidArgumentError("inputs must be a length or a [T, d_in] tensor for an SSM")
         return LTIOperators(lm_or_layer, length)
+    if isinstance(lm_or_layer, torch.nn.Module) and hasattr(lm_or_layer, "A_log"):
+        return _mixer_operators(lm_or_layer, inputs)
     if not hasattr(lm_or_layer, "run"):
         raise InputTypeError(
             f"interaction_operators takes a wrapped model (interp.load_model) or a LinearSSM, got "
@@ -85,7 +88,12 @@ def interaction_operators(
     names = [prefix + f"mixer.hook_{k}" for k in ("delta", "B", "C")]
     _, cache = lm.run(inputs, capture=names)
     delta, B, C = (cache[n][0] for n in names)
-    fixed = lm.ssm_parameters(layer)
+    heads = getattr(lm, "n_ssm_heads", 0) or None
+    return _selective(delta, B, C, lm.ssm_parameters(layer), layer, heads)
+
+
+def _selective(delta, B, C, fixed: dict, layer: int | None, heads: int | None):
+    """Per-channel operators from a mixer's per-token ``delta``, ``B``, ``C`` (one sequence)."""
     channels, states = fixed["A"].shape
     if delta.shape[-1] != channels:  # Mamba-2: one step per head, B/C per group of heads
         delta = delta.repeat_interleave(channels // delta.shape[-1], dim=-1)
@@ -93,8 +101,26 @@ def interaction_operators(
         B, C = (m.repeat_interleave(per_group, dim=1) for m in (B, C))
     else:
         B, C = (m[:, None, :].expand(-1, channels, states) for m in (B, C))
-    heads = getattr(lm, "n_ssm_heads", 0) or None
     return SelectiveOperators(delta, fixed["A"], B, C, fixed["D"], layer, heads=heads)
+
+
+def _mixer_operators(mixer: torch.nn.Module, hidden: object) -> SelectiveOperators:
+    """A Hugging Face Mamba / Falcon-Mamba / Mamba-2 mixer module on its input ``hidden``."""
+    from interp.models.ssm_sites import fixed_parameters, mixer_hooks, variant_of
+
+    if not isinstance(hidden, torch.Tensor) or hidden.dim() not in (2, 3):
+        raise InvalidArgumentError("a mixer module takes its input hidden [T, d] or [1, T, d]")
+    hidden = hidden if hidden.dim() == 3 else hidden[None]
+    variant = variant_of(mixer)
+    with torch.no_grad():
+        hooks = mixer_hooks(mixer, hidden[:1], None, variant, {"hook_delta", "hook_B", "hook_C"})
+    heads = mixer.num_heads if variant == "mamba2" else None
+    return _selective(
+        *(hooks[f"hook_{k}"][0] for k in ("delta", "B", "C")),
+        fixed_parameters(mixer),
+        getattr(mixer, "layer_idx", None),
+        heads,
+    )
 
 
 @dataclass

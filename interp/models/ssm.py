@@ -45,7 +45,13 @@ from interp.errors import InvalidArgumentError, UnsupportedModelError
 from interp.models.hooked import PATTERN_LIMIT, Forward, HookedLM
 from interp.models.hooks import _WILDCARD, resolve_hook_names, split_layer_name
 from interp.models.native_sites import HookSites
-from interp.models.ssm_sites import MIXER_HOOKS, RECOMPUTED, STATE_HOOKS, mixer_hooks
+from interp.models.ssm_sites import (
+    MIXER_HOOKS,
+    RECOMPUTED,
+    STATE_HOOKS,
+    fixed_parameters,
+    mixer_hooks,
+)
 from interp.models.weights import HeadWeights
 
 # config.model_type -> mixer variant (Falcon-Mamba is Mamba with RMS norms on dt, B and C)
@@ -271,13 +277,7 @@ class MambaLM(HookedLM):
         """Layer ``layer``'s input-independent SSM parameters per scan channel: ``A [d_inner,
         d_state]`` (``-exp(A_log)``; Mamba-2's per-head scalar repeated over the head's channels
         and states) and the skip ``D [d_inner]``."""
-        mixer = self._layers[self._layer_index(layer)].mixer
-        A, D = -torch.exp(mixer.A_log.detach().float()), mixer.D.detach()
-        if self.variant == "mamba2":
-            per_head = self.d_inner // self.n_ssm_heads
-            A = A.repeat_interleave(per_head)[:, None].expand(-1, self.d_state)
-            D = D.repeat_interleave(per_head)
-        return {"A": A, "D": D}
+        return fixed_parameters(self._layers[self._layer_index(layer)].mixer)
 
     def mixer(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """What layer ``layer``'s mixer adds to the residual from its normalized input ``x [batch,

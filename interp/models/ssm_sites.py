@@ -190,3 +190,19 @@ def mixer_hooks(
         run = recurrence(params, variant, dtype, keep_states="hook_state" in wanted)
         out["hook_y"], out["hook_state"] = run["y"], run["state"]
     return {k: v for k, v in out.items() if k in wanted}
+
+
+def fixed_parameters(mixer: nn.Module) -> dict[str, torch.Tensor]:
+    """A mixer's input-independent parameters per scan channel: ``A [c, N]`` (``-exp(A_log)``;
+    Mamba-2's per-head scalar repeated over the head's channels and states) and ``D [c]``."""
+    A, D = -torch.exp(mixer.A_log.detach().float()), mixer.D.detach()
+    if A.dim() == 1:  # Mamba-2: one scalar per head
+        per_head = mixer.intermediate_size // mixer.num_heads
+        A = A.repeat_interleave(per_head)[:, None].expand(-1, mixer.ssm_state_size)
+        D = D.repeat_interleave(per_head)
+    return {"A": A, "D": D}
+
+
+def variant_of(mixer: nn.Module) -> str:
+    """``"mamba2"`` for a Mamba-2 mixer (scalar ``A`` per head), else ``"mamba"``."""
+    return "mamba2" if mixer.A_log.dim() == 1 else "mamba"
