@@ -205,3 +205,25 @@ def test_recomputed_hooks_are_what_the_models_scan_receives(variant, monkeypatch
         expected = F.softplus(step + mixer.dt_proj.bias.float().to(step.dtype)[..., None])
         expected = expected.transpose(1, 2)
     assert torch.equal(expected, delta)
+
+
+def test_weights_norms_and_parameters():
+    lm = _lm("mamba2")
+    backbone = lm.model.backbone
+    assert torch.equal(lm.W_E, backbone.embeddings.weight) and torch.equal(
+        lm.W_U.T, lm.model.lm_head.weight
+    )
+    assert lm.b_U.shape == (lm.d_vocab,) and not lm.b_U.any()
+    x = torch.randn(2, 3, lm.d_model, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(lm.norm(1, "mixer", x), backbone.layers[1].norm(x))
+        torch.testing.assert_close(lm.unembed(x), lm.model.lm_head(backbone.norm_f(x)))
+    with pytest.raises(UnsupportedModelError, match="one norm"):
+        lm.norm(1, "attn", x)
+    params = lm.ssm_parameters(1)
+    A_log = backbone.layers[1].mixer.A_log.detach().float()
+    per_head = lm.d_inner // lm.n_ssm_heads
+    expected = -torch.exp(A_log).repeat_interleave(per_head)[:, None].expand(-1, lm.d_state)
+    torch.testing.assert_close(params["A"], expected)
+    assert params["D"].shape == (lm.d_inner,)
+    assert lm.norm_weights()["ln_mixer"].shape == (lm.n_layers, lm.d_model)

@@ -250,7 +250,11 @@ class MambaLM(HookedLM):
     @property
     def b_U(self) -> torch.Tensor:
         bias = self.model.lm_head.bias
-        return bias.detach() if bias is not None else torch.zeros(self.d_vocab, dtype=self.dtype)
+        return (
+            bias.detach()
+            if bias is not None
+            else torch.zeros(self.d_vocab, dtype=self.dtype, device=self.device)
+        )
 
     def norm_weights(self) -> dict[str, torch.Tensor]:
         """RMSNorm scales: ``ln_mixer [layers, d_model]`` and ``ln_final [d_model]``."""
