@@ -214,7 +214,11 @@ _NETS: dict[str, NetFactory] = {
     "leaky": LeakyNet,
 }
 # Kinds defined elsewhere, registered when their module is imported.
-_LAZY = {"state_regularized": "interp.rnn.state_regularized"}
+_LAZY = {
+    "state_regularized": "interp.rnn.state_regularized",
+    "noise_rnn": "interp.rnn.hmm_net",
+    "timescale_rnn": "interp.rnn.timescales_net",
+}
 
 
 def register_net(kind: str, factory: NetFactory) -> None:
