@@ -29,8 +29,11 @@ from interp.results import Result
 
 
 def mixer_kind(lm: object, layer: int | None = None) -> str:
-    """``"selective"`` for an SSM language model, ``"attention"`` for one with attention heads;
-    :class:`UnsupportedModelError` for anything else."""
+    """``"selective"`` for an SSM language model, ``"attention"`` for one with attention heads,
+    a hybrid's ``layer_kinds[layer]``; :class:`UnsupportedModelError` for anything else."""
+    kinds = getattr(lm, "layer_kinds", None)
+    if kinds is not None and layer is not None:
+        return kinds[layer]
     if hasattr(lm, "ssm_parameters"):
         return "selective"
     names = getattr(lm, "hook_names", None) or []
@@ -76,15 +79,20 @@ def interaction_operators(
             f"{type(lm_or_layer).__name__}"
         )
     lm = lm_or_layer
-    kind = mixer_kind(lm)
+    mixer_kind(lm)
     layer = check_layer(lm, layer)
+    kind = mixer_kind(lm, layer)
     if isinstance(inputs, torch.Tensor) and inputs.dim() == 2:
         inputs = inputs[:1]
     prefix = f"blocks.{layer}."
     if kind == "attention":
         _, cache = lm.run(inputs, capture=prefix + "attn.hook_pattern")
         pattern = cache[prefix + "attn.hook_pattern"][0]
-        return AttentionOperators(pattern, lm.W_V[layer], lm.W_O[layer], layer)
+        if hasattr(lm, "attention_ov"):  # a hybrid: per-layer weights
+            W_V, W_O = lm.attention_ov(layer)
+        else:
+            W_V, W_O = lm.W_V[layer], lm.W_O[layer]
+        return AttentionOperators(pattern, W_V, W_O, layer)
     names = [prefix + f"mixer.hook_{k}" for k in ("delta", "B", "C")]
     _, cache = lm.run(inputs, capture=names)
     delta, B, C = (cache[n][0] for n in names)
@@ -170,7 +178,7 @@ def analyze_mixers(
 ) -> MixerAnalysis:
     """Interaction rank, spectrum and (``paths=True``) gradient paths of each layer in ``layers``
     (default: all) of a wrapped LM, on the first sequence of ``inputs``."""
-    kind = mixer_kind(lm)
+    mixer_kind(lm)
     layers = list(range(lm.n_layers)) if layers is None else [check_layer(lm, i) for i in layers]
     ranks, bounds, rhos, spectra, profiles = [], [], [], {}, {}
     for layer in layers:
@@ -186,7 +194,7 @@ def analyze_mixers(
             rhos.append(float("nan"))
     return MixerAnalysis(
         layers=layers,
-        kinds=[kind] * len(layers),
+        kinds=[mixer_kind(lm, layer) for layer in layers],
         ranks=ranks,
         bounds=bounds,
         spectra=spectra,

@@ -351,7 +351,7 @@ def load_model(
     accelerate already dispatched (``hf_device_map``) is left where it is.
     """
     from interp.models.native import NativeLM
-    from interp.models.ssm import MambaLM, is_ssm_model
+    from interp.models.ssm import ssm_backend
 
     if isinstance(spec, tuple) and len(spec) == 2:
         spec, tokenizer = spec
@@ -396,7 +396,7 @@ def load_model(
         )
     if not placement and getattr(model, "hf_device_map", None) is None:
         model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
-    return (MambaLM if is_ssm_model(model) else NativeLM)(model, tokenizer, name=name)
+    return (ssm_backend(model) or NativeLM)(model, tokenizer, name=name)
 
 
 def _check_placement(

@@ -64,6 +64,16 @@ def is_ssm_model(model: object) -> bool:
     return getattr(getattr(model, "config", None), "model_type", None) in VARIANTS
 
 
+def ssm_backend(model: object) -> type[HookedLM] | None:
+    """The wrapper class for ``model``: :class:`MambaLM` for Mamba / Falcon-Mamba / Mamba-2,
+    :class:`~interp.models.ssm_hybrid.HybridLM` for Bamba / Jamba, None for anything else."""
+    from interp.models.ssm_hybrid import HybridLM, is_hybrid_model
+
+    if is_ssm_model(model):
+        return MambaLM
+    return HybridLM if is_hybrid_model(model) else None
+
+
 def _no_attention(what: str) -> UnsupportedModelError:
     return UnsupportedModelError(
         f"{what} needs attention heads; a state-space model (Mamba/Mamba-2) has none. Use the "
