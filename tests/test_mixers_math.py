@@ -135,3 +135,16 @@ def test_bad_arguments():
         LinearSSM.random(20, 2, 2)
     with pytest.raises(InvalidArgumentError, match="method"):
         fit_heads(LinearSSM.random(2), 1, 5, method="newton")
+
+
+def test_selective_kernel_is_size_guarded(monkeypatch):
+    ops = SelectiveOperators(
+        torch.ones(6, 2), -torch.ones(2, 3), torch.ones(6, 2, 3), torch.ones(6, 2, 3)
+    )
+    monkeypatch.setattr("interp.mixers.operators.KERNEL_BLOCK", 1)  # one channel at a time
+    blocked = ops.full_kernel()
+    monkeypatch.setattr("interp.mixers.operators.KERNEL_BLOCK", 2**24)
+    torch.testing.assert_close(blocked, ops.full_kernel())
+    monkeypatch.setattr("interp.mixers.operators.MAX_KERNEL", 10)
+    with pytest.raises(InvalidArgumentError, match="shorter input"):
+        interaction_rank(ops)

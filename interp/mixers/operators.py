@@ -29,6 +29,8 @@ import torch
 from interp.errors import InvalidArgumentError
 
 Kind = str  # "attention" | "lti" | "selective"
+KERNEL_BLOCK = 2**24  # values of one [T, T, channels, N] intermediate of the selective kernel
+MAX_KERNEL = 2**27  # values of the whole [T, T, channels] selective kernel (1 GiB in float64)
 
 
 def _f64(x: torch.Tensor) -> torch.Tensor:
@@ -217,16 +219,20 @@ class SelectiveOperators:
         """``y_i = sum_j W_ij u_j`` for the scan input ``u [T, c]`` (before the gate)."""
         return torch.einsum("ijc,jc->ic", self.full_kernel(), _f64(u))
 
-    def full_kernel(self, block: int = 256) -> torch.Tensor:
-        """:meth:`kernel` over every channel, ``block`` channels at a time (``[T, T, c]``)."""
-        c = self.channels
-        return torch.cat(
-            [
-                self.kernel(slice(lo, min(lo + block, c)), skip=self.skip)
-                for lo in range(0, c, block)
-            ],
-            -1,
-        )
+    def full_kernel(self) -> torch.Tensor:
+        """:meth:`kernel` over every channel (``[T, T, c]``), computed a block of channels at a
+        time so that no intermediate holds more than :data:`KERNEL_BLOCK` values."""
+        T, c, states = self.length, self.channels, self.A.shape[-1]
+        if T * T * c > MAX_KERNEL:
+            raise InvalidArgumentError(
+                f"the selective kernel of {T} tokens x {c} channels would hold {T * T * c:,} "
+                f"values (limit {MAX_KERNEL:,}); use a shorter input"
+            )
+        block = max(1, KERNEL_BLOCK // (T * T * states))
+        parts = [
+            self.kernel(slice(lo, min(lo + block, c)), skip=self.skip) for lo in range(0, c, block)
+        ]
+        return torch.cat(parts, -1)
 
     def span_rows(self) -> Iterator[torch.Tensor]:
         """The diagonals ``w_ij`` as rows, one per pair ``i >= j``: ``[T (T + 1) / 2, c]``."""
