@@ -241,3 +241,18 @@ def test_transformer_lens_edits_equal_native(lm, tokenizer, tmp_path):
     logits, cache = bridge.run(CLEAN, capture="blocks.0.hook_resid_post", grad=True)
     (grad,) = torch.autograd.grad(logits[0, -1, 7], cache["blocks.0.hook_resid_post"])
     assert grad.abs().sum() > 0
+
+
+def test_query_edits_reach_the_attention_statistics(lm):
+    """Zeroed queries attend uniformly: max probability 1/(i+1) at query i, for both backends of
+    the statistics, so the statistics see the edited q."""
+    for backend in ("torch", "triton"):
+        _, cache = lm.run(
+            CLEAN,
+            attention_stats=interp.models.StatsRequest(backend=backend),
+            edits={"blocks.1.attn.hook_q": torch.zeros(1)},
+        )
+        uniform = 1 / torch.arange(1, 10, dtype=torch.float32)
+        max_prob = cache.attention_stats[1].max_prob[0]  # [heads, queries]
+        torch.testing.assert_close(max_prob, uniform.expand_as(max_prob))
+        assert not torch.allclose(cache.attention_stats[0].max_prob[0], uniform.expand_as(max_prob))
