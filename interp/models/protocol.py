@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
@@ -24,7 +24,6 @@ Inputs = str | Sequence[str] | torch.Tensor
 __all__ = ["LanguageModel", "NormKind", "Inputs", "Recurrent"]
 
 
-@runtime_checkable
 class LanguageModel(Protocol):
     """A causal language model seen through TransformerLens-style hooks and per-head weights.
 
@@ -116,8 +115,8 @@ _CORE = ("run", "tokenizer", "n_layers", "n_heads", "n_ctx")
 def check_language_model(model: object, who: str) -> None:
     """Raise :class:`~interp.errors.InputTypeError` unless ``model`` looks like a wrapped
     language model, so ``induction_scores("gpt2")`` says what to pass instead of failing deep
-    inside. (A cheap attribute check: ``isinstance(model, LanguageModel)`` would evaluate every
-    weight property of the protocol.)"""
+    inside. (A cheap attribute check: the protocol is for type checkers; a runtime
+    ``isinstance`` would evaluate every weight property.)"""
     from interp.errors import InputTypeError
 
     if all(hasattr(model, name) for name in _CORE):
