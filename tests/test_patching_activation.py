@@ -189,18 +189,13 @@ def test_native_and_nnsight_give_the_same_patching(lm, metric, tokenizer):
         )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the TransformerLens adapter does not apply edits yet (issue #13 section 1, lead): "
-    "patched runs there equal the corrupted run",
-)
 def test_transformer_lens_bridge_gives_the_same_patching(lm, metric, tokenizer, tmp_path):
     from tests.test_models_adapters import _boot_bridge
 
     bridge = interp.load_model(
         _boot_bridge(tiny_hf_model("llama", vocab_size=len(tokenizer)), tokenizer, tmp_path)
     )
-    sites = ["resid_pre", "z", "mlp_out"]
+    sites = ["resid_pre", "attn_out", "mlp_out", "z", "q", "k", "v"]
     mine = activation_patching(lm, CLEAN, CORRUPT, metric, sites=sites, batch_size=9)
     theirs = activation_patching(
         bridge, CLEAN, CORRUPT, logit_diff(bridge, ANSWERS, WRONG), sites=sites, batch_size=9
@@ -254,5 +249,7 @@ def test_bad_input_is_one_clear_line(lm, metric):
         activation_patching(lm, CLEAN, CORRUPT, metric, sites="k", heads=[4])
     with pytest.raises(InvalidArgumentError, match="positions \\[9\\] outside an input of 9"):
         activation_patching(lm, CLEAN, CORRUPT, metric, positions=[9])
+    with pytest.raises(InvalidArgumentError, match="answer has 3 tokens for 2 inputs"):
+        activation_patching(lm, CLEAN, CORRUPT, logit_diff(lm, ["w5", "w8", "w9"], "w6"))
     with pytest.raises(InvalidArgumentError, match="answer 'w5 w6' is 2 tokens"):
         logit_diff(lm, "w5 w6", "w7")

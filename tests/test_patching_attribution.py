@@ -158,3 +158,20 @@ def test_attribution_tracks_activation_patching_and_backends_agree(lm, tokenizer
         other, CLEAN, CORRUPT, logit_diff(other, ANSWERS, WRONG), sites="z"
     )
     torch.testing.assert_close(theirs.per_example, estimate.per_example, atol=1e-6, rtol=1e-5)
+
+
+def test_transformer_lens_bridge_gives_the_same_attribution(lm, tokenizer, tmp_path):
+    from tests.test_models_adapters import _boot_bridge
+
+    bridge = interp.load_model(
+        _boot_bridge(tiny_hf_model("llama", vocab_size=len(tokenizer)), tokenizer, tmp_path)
+    )
+    sites = ["resid_pre", "mlp_out", "z", "k"]
+    mine = attribution_patching(lm, CLEAN, CORRUPT, logit_diff(lm, ANSWERS, WRONG), sites=sites)
+    theirs = attribution_patching(
+        bridge, CLEAN, CORRUPT, logit_diff(bridge, ANSWERS, WRONG), sites=sites
+    )
+    for site in sites:
+        torch.testing.assert_close(
+            theirs[site].per_example, mine[site].per_example, atol=1e-5, rtol=1e-4
+        )

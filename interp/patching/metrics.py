@@ -78,9 +78,9 @@ def _ids(lm, tokens: Token | Sequence[Token], what: str) -> torch.Tensor:
 def _per_example(ids: torch.Tensor, n: int, what: str) -> torch.Tensor:
     if len(ids) == 1:
         return ids.expand(n)
-    if len(ids) < n:
+    if len(ids) != n:
         raise InvalidArgumentError(
-            f"{what} has {len(ids)} tokens for {n} inputs; give one per input"
+            f"{what} has {len(ids)} tokens for {n} inputs; give one, or one per input"
         )
     return ids
 

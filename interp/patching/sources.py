@@ -122,6 +122,9 @@ def baselines(
             "reference=, not corrupted="
         )
     tokens, mask = tokenize(lm, clean, prepend_bos, padding_side, "clean")
+    if ablation is None:  # checked before any forward pass
+        bad_tokens, bad_mask = tokenize(lm, corrupted, prepend_bos, padding_side, "corrupted")
+        _same_shape(tokens, bad_tokens, mask, bad_mask)
     hooks = [g.hook.format(layer=layer) for g in grids for layer in g.layers]
     # runs on the CPU copy's device: the model moves them
     clean_logits, clean_cache = lm.run(tokens, capture=hooks, attention_mask=mask)
@@ -133,8 +136,6 @@ def baselines(
         mask is None or bool(mask[:, -1].all())
     )
     if ablation is None:
-        bad_tokens, bad_mask = tokenize(lm, corrupted, prepend_bos, padding_side, "corrupted")
-        _same_shape(tokens, bad_tokens, mask, bad_mask)
         bad_logits, _ = lm.run(bad_tokens, attention_mask=bad_mask)
         bad_metric = evaluate(metric, bad_logits, ctx).detach().cpu()
         sources = {h: clean_cache[h].detach() for h in hooks}
