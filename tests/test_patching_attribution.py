@@ -145,6 +145,8 @@ def test_attribution_tracks_activation_patching_and_backends_agree(lm, tokenizer
     exact = activation_patching(lm, CLEAN, CORRUPT, metric, sites="z")
     estimate = attribution_patching(lm, CLEAN, CORRUPT, metric, sites="z")
     assert estimate.values.shape == exact.values.shape and estimate.axes == exact.axes
+    for field in ("clean_metric", "corrupted_metric", "baseline"):
+        torch.testing.assert_close(getattr(estimate, field), getattr(exact, field), atol=1e-5, rtol=0)  # fmt: skip
     pair = torch.stack([exact.effects.reshape(-1), estimate.effects.reshape(-1)])
     assert torch.corrcoef(pair)[0, 1] > 0.5  # a random tiny model: loosely linear
     from nnsight import LanguageModel

@@ -58,9 +58,11 @@ def attribution_patching(
     ]
     base = baselines(
         lm, clean, corrupted, metric, grids, ablation=ablation, reference=reference, seed=seed,
-        prepend_bos=prepend_bos, padding_side=padding_side,
+        prepend_bos=prepend_bos, padding_side=padding_side, run_corrupted=False,
     )  # fmt: skip
     scores = attribution_scores(lm, base, metric, grids)
+    if ablation is None:  # the forward + backward pass was the corrupted run
+        base.corrupted_metric = base.base_metric
     method = "attribution patching" + (f" ({ablation} ablation)" if ablation else "")
     settings = {
         "layers": list(layers) if layers is not None else None,
@@ -95,6 +97,7 @@ def attribution_scores(
         base.tokens, attention_mask=base.mask, edits={h: probe(h) for h in hooks}, grad=True
     )
     value = evaluate(metric, logits, base.context(1))
+    base.base_metric = value.detach().cpu()  # the run patched: corrupted, or clean (ablation)
     grads = torch.autograd.grad(value.sum(), [offsets[h] for h in hooks], allow_unused=True)
     products = {}
     for hook, grad in zip(hooks, grads, strict=True):

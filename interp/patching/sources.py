@@ -105,8 +105,12 @@ def baselines(
     seed: int = 0,
     prepend_bos: bool = True,
     padding_side: str = "right",
+    run_corrupted: bool = True,
 ) -> Baselines:
-    """Check everything, run the baselines, and collect the values to patch in."""
+    """Check everything, run the baselines, and collect the values to patch in.
+
+    ``run_corrupted=False`` skips the corrupted forward pass (its metric is left NaN for the
+    caller to fill: attribution patching gets it from its own forward + backward pass)."""
     check_language_model(lm, "patching")
     check_metric(metric)
     if ablation is not None and ablation not in ABLATIONS:
@@ -136,8 +140,10 @@ def baselines(
         mask is None or bool(mask[:, -1].all())
     )
     if ablation is None:
-        bad_logits, _ = lm.run(bad_tokens, attention_mask=bad_mask)
-        bad_metric = evaluate(metric, bad_logits, ctx).detach().cpu()
+        bad_metric = torch.full((n,), float("nan"))
+        if run_corrupted:
+            bad_logits, _ = lm.run(bad_tokens, attention_mask=bad_mask)
+            bad_metric = evaluate(metric, bad_logits, ctx).detach().cpu()
         sources = {h: clean_cache[h].detach() for h in hooks}
         return Baselines(
             bad_tokens, bad_mask, clean_metric, bad_metric, bad_metric, sources, str_tokens,
