@@ -46,12 +46,14 @@ format: env
 # Benchmarks print ratio tables; run them on a quiet machine (one at a time, nothing else busy).
 bench: env
 	mkdir -p analyses/results
-	for b in capture attention_stats heads fixed_points ensemble; do \
+	for b in capture attention_stats heads fixed_points ensemble patching residency ssm_capture; do \
 		$(PY) analyses/benchmarks/$$b.py | tee analyses/results/bench_$$b.txt ; \
 	done
 
-# The validation studies behind the README's tables (about 45 minutes on 2 cores).
-ANALYSES := heads_induction heads_successor heads_retrieval depth_digits depth_language_model
+# The validation studies behind the README's tables (about 90 minutes on 2 cores).
+ANALYSES := support_table heads_induction heads_successor heads_retrieval heads_causal \
+	patching_attribution depth_digits depth_language_model ssm_heads lstar_vs_quantization \
+	hmm_cyclic4 timescales_curricula
 analyses: env
 	mkdir -p analyses/results
 	for a in $(ANALYSES); do \

@@ -52,6 +52,7 @@ def main() -> None:
         stable = fp.stable
         patterns = {tuple(r) for r in torch.sign(fp.readouts[stable]).int().tolist()}
         saddles = sum(c == "saddle" for c in fp.classes)
+        marginal = sum(c in ("marginal", "saturated") for c in fp.classes)
         rows.append(
             (
                 label,
@@ -60,6 +61,7 @@ def main() -> None:
                 int(stable.sum()),
                 len(patterns),
                 saddles,
+                marginal,
                 int(fp.slow.sum()),
                 seconds,
             )
@@ -72,13 +74,14 @@ def main() -> None:
             overwrite=args.overwrite,
         )
     print(
-        "| net | test loss | test acc | stable | sign patterns | saddles | slow | find time (s) |"
+        "| net | test loss | test acc | stable | sign patterns | saddles | marginal or saturated "
+        "| slow | find time (s) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for label, loss, acc, n_stable, n_patterns, saddles, slow, seconds in rows:
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, loss, acc, n_stable, n_patterns, saddles, marginal, slow, seconds in rows:
         print(
-            f"| {label} | {float(loss):.1e} | {float(acc):.3f} | {n_stable} | {n_patterns}/8 | {saddles} | {slow} "
-            f"| {seconds:.1f} |"
+            f"| {label} | {float(loss):.1e} | {float(acc):.3f} | {n_stable} | {n_patterns}/8 "
+            f"| {saddles} | {marginal} | {slow} | {seconds:.1f} |"
         )
 
 
