@@ -39,12 +39,11 @@ from interp.models.adapters_tl_hooks import Recorder, attention_features, attent
 from interp.models.attention import AttentionProbe, register_attention_function
 from interp.models.edits import apply_edits
 from interp.models.families import FAMILIES, Family, get_submodule, scalar
-from interp.models.hf_compat import first as _first
+from interp.models.family_modules import FamilyModules
 from interp.models.hooked import Forward, HookedLM
 from interp.models.hooks import all_hook_names, split_layer_name
 from interp.models.interventions import AblationMethod, probe_ablation
 from interp.models.native import hf_causal_mask, hf_rotary_embedding
-from interp.models.protocol import NormKind
 from interp.models.weights import HeadWeights
 
 # What TransformerLens 4.3's TransformerBridge does with each family row, measured by
@@ -106,7 +105,7 @@ def _tl_family(cfg: object) -> Family:
 _PROBED = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern")
 
 
-class TransformerLensLM(HookedLM):
+class TransformerLensLM(FamilyModules, HookedLM):
     """HookedLM interface over a TransformerLens ``TransformerBridge`` (TransformerLens >= 4).
 
     Build it with ``interp.load_model(tl_model)``. ``model`` is the TransformerLens object and
@@ -386,75 +385,15 @@ class TransformerLensLM(HookedLM):
             else torch.zeros(self.d_vocab, dtype=self.dtype, device=self.device)
         )
 
-    # Norms, the MLP and the output projection are the Hugging Face modules the bridge wraps,
-    # found through the family row (the same modules, weights and extras as the native backend:
-    # output norms, residual multipliers, parallel blocks' shared norm).
-    def _norm_module(self, layer: int | None, kind: NormKind) -> nn.Module | None:
-        if kind == "final":
-            return get_submodule(self._hf_model, self.family.ln_final)
-        if kind not in ("attn", "mlp"):
-            raise InvalidArgumentError(f"norm kind must be 'attn', 'mlp' or 'final', got {kind!r}")
-        path = self.family.ln_attn if kind == "attn" else self.family.ln_mlp
-        block = self.decoder_layers()[self._layer_index(layer)]
-        return get_submodule(block, path) if path is not None else None
+    # Norms, the MLP, the output projection and the unembedding are the Hugging Face modules the
+    # bridge wraps, found through the family row (FamilyModules, shared with the native backend).
+    @property
+    def _hf_root(self) -> nn.Module:
+        return self._hf_model
 
-    def norm_weights(self) -> dict[str, torch.Tensor]:
-        """Effective norm scales, as :meth:`NativeLM.norm_weights` (Gemma: ``1 + w``; ones where
-        a norm has no weight or a sublayer reads the raw residual)."""
-
-        def scale(module: nn.Module | None) -> torch.Tensor:
-            weight = getattr(module, "weight", None)
-            if weight is None:
-                return torch.ones(self.d_model, dtype=self.dtype, device=self.device)
-            return weight.detach() + self.family.norm_offset
-
-        layers = range(self.n_layers)
-        return {
-            "ln_attn": torch.stack([scale(self._norm_module(i, "attn")) for i in layers]),
-            "ln_mlp": torch.stack([scale(self._norm_module(i, "mlp")) for i in layers]),
-            "ln_final": scale(self._norm_module(None, "final")),
-        }
-
-    def norm(self, layer: int | None, kind: NormKind, x: torch.Tensor) -> torch.Tensor:
-        """Apply the model's own norm: ``"attn"``/``"mlp"`` of ``layer``, or ``"final"``
-        (identity where the sublayer reads the raw residual, as in OLMo-2)."""
-        module = self._norm_module(layer, kind)
-        x = self._as_residual(x, "norm")
-        with torch.inference_mode():
-            return module(x) if module is not None else x
-
-    def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        """What layer ``layer``'s MLP adds to the residual stream from its normalized input ``x
-        [..., d_model]``: the MLP (MoE: router and experts), then the family's output norm and
-        residual multiplier, as :meth:`NativeLM.mlp`."""
-        block = self.decoder_layers()[self._layer_index(layer)]
-        x = self._as_residual(x, "mlp")
-        with torch.inference_mode():
-            if self.family.mlp_fn is not None:
-                out = self.family.mlp_fn(block, x)
-            else:
-                out = _first(get_submodule(block, self.family.mlp)(x))
-            return self._sublayer_output(block, self.family.mlp_out_norm, out)
-
-    def attn_output(self, layer: int, z: torch.Tensor) -> torch.Tensor:
-        """What layer ``layer``'s attention adds to the residual from its per-head ``z [..., heads,
-        d_head]``: the output projection, output norm and residual multiplier."""
-        block = self.decoder_layers()[self._layer_index(layer)]
-        if not isinstance(z, torch.Tensor) or z.shape[-2:] != (self.n_heads, self.d_head):
-            raise InvalidArgumentError(
-                f"attn_output takes z [..., heads={self.n_heads}, d_head={self.d_head}], got "
-                f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}"
-            )
-        with torch.inference_mode():
-            flat = z.to(self.device, self.dtype).flatten(-2)
-            out = get_submodule(block, self.family.o_proj)(flat)
-            return self._sublayer_output(block, self.family.attn_out_norm, out)
-
-    def _sublayer_output(self, block: nn.Module, out_norm: str | None, out: torch.Tensor):
-        if out_norm is not None:
-            out = get_submodule(block, out_norm)(out)
-        multiplier = scalar(self.family.residual_multiplier, self._hf_model.config)
-        return out * multiplier if multiplier is not None else out
+    @property
+    def _blocks(self) -> nn.ModuleList:
+        return self._hf_model.get_submodule(self.family.layers)
 
     # ----------------------------------------------------------------- the model's computation
     @property
@@ -476,16 +415,3 @@ class TransformerLensLM(HookedLM):
 
     def causal_mask(self, x: torch.Tensor, positions: torch.Tensor) -> object:
         return hf_causal_mask(self._hf_model.config, x, positions)
-
-    def unembed(self, x: torch.Tensor) -> torch.Tensor:
-        """Final norm, unembedding, then the family's logit multiplier and final softcap:
-        residual ``[..., d_model]`` -> logits ``[..., d_vocab]`` (as :meth:`NativeLM.unembed`)."""
-        normed = self.norm(None, "final", x)
-        config = self._hf_model.config
-        with torch.inference_mode():
-            logits = get_submodule(self._hf_model, self.family.unembed)(normed)
-            multiplier = scalar(self.family.logit_multiplier, config)
-            if multiplier is not None:
-                logits = logits * multiplier
-            cap = scalar(self.family.final_softcap, config)
-            return torch.tanh(logits / cap) * cap if cap is not None else logits

@@ -17,16 +17,16 @@ from contextlib import AbstractContextManager, ExitStack
 import torch
 from torch import nn
 
-from interp.errors import InvalidArgumentError, UnsupportedModelError
+from interp.errors import UnsupportedModelError
 from interp.models.attention import AttentionProbe, register_attention_function
 from interp.models.families import Family, family_for, get_submodule, scalar
-from interp.models.hf_compat import cache_argument, first, returned_cache
+from interp.models.family_modules import FamilyModules
+from interp.models.hf_compat import cache_argument, returned_cache
 from interp.models.hooked import Forward, HookedLM
 from interp.models.hooks import all_hook_names
 from interp.models.interventions import AblationMethod, probe_ablation
 from interp.models.native_sites import HookSites
 from interp.models.placement import input_device
-from interp.models.protocol import NormKind
 from interp.models.weights import HeadWeights, onloaded, read_head_weights
 
 Store = Callable[[str, torch.Tensor], None]
@@ -38,7 +38,7 @@ def _kv_heads(config: object, family: Family) -> int:
     return getattr(config, "num_key_value_heads", None) or config.num_attention_heads
 
 
-class NativeLM(HookedLM):
+class NativeLM(FamilyModules, HookedLM):
     """A Hugging Face causal LM of a family in :data:`interp.models.families.FAMILIES`."""
 
     backend = "native"
@@ -84,6 +84,14 @@ class NativeLM(HookedLM):
             probe = getattr(attention, "_interp_probe", None) or AttentionProbe(index)
             attention._interp_probe = probe
             self._probes.append(probe)
+
+    @property
+    def _hf_root(self) -> nn.Module:
+        return self.model
+
+    @property
+    def _blocks(self) -> nn.ModuleList:
+        return self._layers
 
     @property
     def device(self) -> torch.device:
@@ -199,95 +207,6 @@ class NativeLM(HookedLM):
         module = get_submodule(self.model, path)
         with onloaded(module):
             return module.weight.detach().to(self.device)
-
-    def _norm_module(self, layer: int | None, kind: NormKind) -> nn.Module | None:
-        if kind == "final":
-            return get_submodule(self.model, self.family.ln_final)
-        if kind not in ("attn", "mlp"):
-            raise ValueError(f"norm kind must be 'attn', 'mlp' or 'final', got {kind!r}")
-        path = self.family.ln_attn if kind == "attn" else self.family.ln_mlp
-        block = self._layers[self._layer_index(layer)]
-        return get_submodule(block, path) if path is not None else None
-
-    def norm_weights(self) -> dict[str, torch.Tensor]:
-        """Effective norm scales ``g`` (the norm computes ``normalize(x) * g (+ b)``):
-        ``ln_attn``/``ln_mlp`` ``[layers, d_model]`` and ``ln_final`` ``[d_model]``.
-
-        This is the factor applied, not always the stored parameter: Gemma stores ``w`` and
-        scales by ``1 + w`` (``Family.norm_offset``). Ones where a norm has no weight (OLMo's
-        parameter-free LayerNorm) or a sublayer reads the raw residual (OLMo-2).
-        """
-
-        def scale(module: nn.Module | None) -> torch.Tensor:
-            if module is None or getattr(module, "weight", None) is None:
-                return torch.ones(self.d_model, dtype=self.dtype, device=self.device)
-            with onloaded(module):
-                return module.weight.detach().to(self.device) + self.family.norm_offset
-
-        layers = range(self.n_layers)
-        return {
-            "ln_attn": torch.stack([scale(self._norm_module(i, "attn")) for i in layers]),
-            "ln_mlp": torch.stack([scale(self._norm_module(i, "mlp")) for i in layers]),
-            "ln_final": scale(self._norm_module(None, "final")),
-        }
-
-    def norm(self, layer: int | None, kind: NormKind, x: torch.Tensor) -> torch.Tensor:
-        """Apply the model's own norm: ``"attn"``/``"mlp"`` of ``layer``, or ``"final"``
-        (identity where the sublayer reads the raw residual, as in OLMo-2)."""
-        module = self._norm_module(layer, kind)
-        x = self._as_residual(x, "norm")
-        with torch.inference_mode():
-            return module(x).to(self.device) if module is not None else x
-
-    def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        """What layer ``layer``'s MLP adds to the residual stream, from its normalized input ``x
-        [..., d_model]`` (apply ``norm(layer, "mlp", ...)`` first): the MLP (MoE layers run the
-        router and the experts), then the family's output norm (Gemma-2/3, OLMo-2) and residual
-        multiplier (Granite)."""
-        block = self._layers[self._layer_index(layer)]
-        x = self._as_residual(x, "mlp")
-        with torch.inference_mode():
-            if self.family.mlp_fn is not None:
-                out = self.family.mlp_fn(block, x)
-            else:
-                out = first(get_submodule(block, self.family.mlp)(x))
-            return self._sublayer_output(block, self.family.mlp_out_norm, out).to(self.device)
-
-    def attn_output(self, layer: int, z: torch.Tensor) -> torch.Tensor:
-        """What layer ``layer``'s attention adds to the residual stream, from its per-head ``z
-        [..., heads, d_head]``: the output projection, then the family's output norm (Gemma-2/3,
-        OLMo-2) and residual multiplier (Granite)."""
-        block = self._layers[self._layer_index(layer)]
-        if not isinstance(z, torch.Tensor) or z.shape[-2:] != (self.n_heads, self.d_head):
-            raise InvalidArgumentError(
-                f"attn_output takes z [..., heads={self.n_heads}, d_head={self.d_head}], got "
-                f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}"
-            )
-        with torch.inference_mode():
-            flat = z.to(self.device, self.dtype).flatten(-2)
-            out = get_submodule(block, self.family.o_proj)(flat)
-            return self._sublayer_output(block, self.family.attn_out_norm, out).to(self.device)
-
-    def _sublayer_output(self, block: nn.Module, out_norm: str | None, out: torch.Tensor):
-        """A sublayer's output as added to the residual: output norm, residual multiplier."""
-        if out_norm is not None:
-            out = get_submodule(block, out_norm)(out)
-        multiplier = scalar(self.family.residual_multiplier, self.config)
-        return out * multiplier if multiplier is not None else out
-
-    def unembed(self, x: torch.Tensor) -> torch.Tensor:
-        """Final norm, unembedding, then the family's logit multiplier and final softcap:
-        residual ``[..., d_model]`` -> logits ``[..., d_vocab]``."""
-        normed = self.norm(None, "final", x)
-        with torch.inference_mode():
-            logits = get_submodule(self.model, self.family.unembed)(normed)
-            multiplier = scalar(self.family.logit_multiplier, self.config)
-            if multiplier is not None:
-                logits = logits * multiplier
-            cap = scalar(self.family.final_softcap, self.config)
-            if cap is not None:
-                logits = torch.tanh(logits / cap) * cap
-            return logits.to(self.device)
 
     def attention_scale(self, layer: int) -> float:
         """The factor on ``q·k`` the softmax uses with this layer's ``hook_q``/``hook_k`` (as the
