@@ -14,6 +14,7 @@ comes from ``batch_size`` (cells per forward) or from the ``max_bytes`` memory b
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -24,11 +25,14 @@ from interp.patching.result import PatchingResult
 from interp.patching.sites import Grid, Positions, make_grid, patch_edits, resolve_sites
 from interp.patching.sources import Baselines, baselines, tokenize
 
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
+
 DEFAULT_MAX_BYTES = 2**30
 
 
 def activation_patching(
-    lm,
+    lm: LanguageModel,
     clean: Inputs,
     corrupted: Inputs | None,
     metric: Metric,
@@ -95,7 +99,12 @@ def activation_patching(
 
 
 def patched_metrics(
-    lm, base: Baselines, metric: Metric, cells: torch.Tensor, grids: list[Grid], chunk: int
+    lm: LanguageModel,
+    base: Baselines,
+    metric: Metric,
+    cells: torch.Tensor,
+    grids: list[Grid],
+    chunk: int,
 ) -> torch.Tensor:
     """``[n_cells, n_examples]`` the metric with each cell patched, ``chunk`` cells a forward."""
     n = base.n_examples
@@ -114,7 +123,7 @@ def patched_metrics(
     return out
 
 
-def cells_per_forward(lm, base: Baselines, max_bytes: int) -> int:
+def cells_per_forward(lm: LanguageModel, base: Baselines, max_bytes: int) -> int:
     """How many patched copies of the inputs fit ``max_bytes``: per row, a layer's working set
     (residual, attention, MLP, the edited copy) and the logits kept."""
     n, length = base.tokens.shape

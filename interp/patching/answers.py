@@ -8,15 +8,19 @@ tokenizer does not know, or an id outside the vocabulary is refused in one line 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from interp.errors import InputTypeError, InvalidArgumentError
 
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
+
 Token = int | str
 
 
-def token_id(lm, token: Token, what: str = "answer") -> int:
+def token_id(lm: LanguageModel, token: Token, what: str = "answer") -> int:
     """The id of ``token``: an int in ``0..d_vocab-1`` or a text that is exactly one token."""
     if isinstance(token, bool) or not isinstance(token, int | str):
         raise InputTypeError(f"{what} must be a token id or a one-token text, got {token!r}")
@@ -37,7 +41,9 @@ def token_id(lm, token: Token, what: str = "answer") -> int:
     return int(ids[0])
 
 
-def token_ids(lm, tokens: Token | Sequence[Token], batch: int, what: str) -> torch.Tensor:
+def token_ids(
+    lm: LanguageModel, tokens: Token | Sequence[Token], batch: int, what: str
+) -> torch.Tensor:
     """One id per example ``[batch]``: one token for all, or a list of ``batch`` tokens."""
     if isinstance(tokens, int | str):
         return torch.full((batch,), token_id(lm, tokens, what), dtype=torch.long)

@@ -17,6 +17,7 @@ works whether or not the model's parameters require gradients.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -27,9 +28,12 @@ from interp.patching.result import PatchingResult
 from interp.patching.sites import Grid, Positions, make_grid, resolve_sites
 from interp.patching.sources import Baselines, baselines, tokenize
 
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
+
 
 def attribution_patching(
-    lm,
+    lm: LanguageModel,
     clean: Inputs,
     corrupted: Inputs | None,
     metric: Metric,
@@ -78,7 +82,7 @@ def attribution_patching(
 
 
 def attribution_scores(
-    lm, base: Baselines, metric: Metric, grids: list[Grid]
+    lm: LanguageModel, base: Baselines, metric: Metric, grids: list[Grid]
 ) -> dict[str, torch.Tensor]:
     """Per site ``[*grid.shape, n_examples]``: ``(source - a) . dmetric/da`` per cell."""
     hooks = list(dict.fromkeys(g.hook.format(layer=layer) for g in grids for layer in g.layers))

@@ -9,16 +9,20 @@ token lengths (positions are patched one by one), an unknown site, an existing -
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from interp.cli_errors import user_errors
 from interp.outputs import check_output, write_or_keep
 
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
+
 DEFAULT_SITES = "resid_pre,attn_out,mlp_out"
 
 
-def check_known_tokens(lm, text: str, what: str) -> None:
+def check_known_tokens(lm: LanguageModel, text: str, what: str) -> None:
     """Refuse a text with tokens the tokenizer does not know (mapped to its unknown token)."""
     from interp.errors import InvalidArgumentError
 
@@ -35,7 +39,7 @@ def check_known_tokens(lm, text: str, what: str) -> None:
         )
 
 
-def check_pair(lm, clean: str, corrupted: str) -> int:
+def check_pair(lm: LanguageModel, clean: str, corrupted: str) -> int:
     """Token length shared by ``clean`` and ``corrupted`` (refused when they differ)."""
     from interp.errors import InvalidArgumentError
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 import torch
@@ -44,6 +44,9 @@ from interp.models.protocol import Inputs, check_language_model
 from interp.patching.answers import Token, chosen_positions, gather_positions, token_ids
 from interp.results import Result
 from interp.viz import heatmap
+
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
 
 KINDS = ("embed", "pos_embed", "head", "attn_bias", "attn_rest", "mlp", "bias", "rest")
 
@@ -132,7 +135,9 @@ class DLAResult(Result):
         )
 
 
-def final_norm_parts(lm, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool, torch.Tensor]:
+def final_norm_parts(
+    lm: LanguageModel, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, bool, torch.Tensor]:
     """The final norm at ``x [..., d]`` as ``(g, b, centers, s)``: ``n(x) = g * P x / s + b``.
 
     Read through the protocol: ``b = n(0)``; LayerNorm maps a constant vector to ``b`` (it
@@ -166,7 +171,7 @@ def _capture_names(lm) -> list[str]:
     return [*names, f"blocks.{lm.n_layers - 1}.hook_resid_post"]
 
 
-def _components(lm, cache, positions: torch.Tensor):
+def _components(lm: LanguageModel, cache, positions: torch.Tensor):
     """``(labels, kinds, layers, heads, stacked [components, batch, P, d])`` of the residual."""
     at = lambda name: gather_positions(cache[name], positions).double()  # noqa: E731
     parts = [("embed", "embed", -1, -1, at("hook_embed"))]
@@ -193,7 +198,7 @@ def _components(lm, cache, positions: torch.Tensor):
 
 
 def direct_logit_attribution(
-    lm,
+    lm: LanguageModel,
     inputs: Inputs,
     answer: Token | Sequence[Token],
     wrong: Token | Sequence[Token] | None = None,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 import torch
@@ -23,6 +23,9 @@ from interp.errors import InputTypeError
 from interp.models.protocol import check_language_model
 from interp.patching.answers import Token, token_id
 from interp.results import Result
+
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
 
 
 @dataclasses.dataclass
@@ -95,13 +98,13 @@ class LogitLens(Result):
         return fig
 
 
-def lens_logits(lm, residual: torch.Tensor) -> torch.Tensor:
+def lens_logits(lm: LanguageModel, residual: torch.Tensor) -> torch.Tensor:
     """``lm.unembed`` of residuals ``[..., d_model]``: the lens logits ``[..., d_vocab]``."""
     return lm.unembed(residual)
 
 
 def logit_lens(
-    lm, text: str | torch.Tensor, targets: Sequence[Token] = (), *, k: int = 5
+    lm: LanguageModel, text: str | torch.Tensor, targets: Sequence[Token] = (), *, k: int = 5
 ) -> LogitLens:
     """The logit lens of ``text`` (one text or ``[1, pos]`` token ids; see the module
     docstring): top-``k`` tokens per layer and position and the probability of ``targets``."""

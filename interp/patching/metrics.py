@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from interp.errors import InputTypeError, InvalidArgumentError
 from interp.patching.answers import Token, token_ids
+
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,9 @@ class MetricContext:
 Metric = Callable[[torch.Tensor, MetricContext], torch.Tensor]
 
 
-def logit_diff(lm, answer: Token | Sequence[Token], wrong: Token | Sequence[Token]) -> Metric:
+def logit_diff(
+    lm: LanguageModel, answer: Token | Sequence[Token], wrong: Token | Sequence[Token]
+) -> Metric:
     """The metric ``logit[answer] - logit[wrong]`` at each input's last real token.
 
     ``answer`` / ``wrong``: a token id or one-token text (``" Mary"``), or one per input example.
@@ -66,7 +72,7 @@ def logit_diff(lm, answer: Token | Sequence[Token], wrong: Token | Sequence[Toke
     return metric
 
 
-def _ids(lm, tokens: Token | Sequence[Token], what: str) -> torch.Tensor:
+def _ids(lm: LanguageModel, tokens: Token | Sequence[Token], what: str) -> torch.Tensor:
     if isinstance(tokens, torch.Tensor):
         tokens = tokens.reshape(-1).tolist()
     if isinstance(tokens, int | str):

@@ -14,10 +14,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from interp.errors import InputTypeError, InvalidArgumentError, UnknownNameError
+
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
 
 SITES: dict[str, str] = {
     "resid_pre": "hook_resid_pre",
@@ -88,7 +92,7 @@ def resolve_sites(sites: str | Sequence[str]) -> list[str]:
 
 
 def make_grid(
-    lm,
+    lm: LanguageModel,
     site: str,
     length: int,
     *,
@@ -125,7 +129,7 @@ def _positions(positions: Positions, length: int) -> list[int] | None:
     return [p % length for p in items]
 
 
-def _heads(lm, site: str, heads: Sequence[int] | None) -> list[int] | None:
+def _heads(lm: LanguageModel, site: str, heads: Sequence[int] | None) -> list[int] | None:
     if site not in HEAD_SITES:
         return None
     count = lm.n_kv_heads if site in KV_SITES else lm.n_heads

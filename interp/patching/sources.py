@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,6 +21,9 @@ from interp.errors import InputTypeError, InvalidArgumentError
 from interp.models.protocol import Inputs, check_language_model
 from interp.patching.metrics import Metric, MetricContext, check_metric, evaluate
 from interp.patching.sites import Grid
+
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
 
 ABLATIONS = ("zero", "mean", "resample")
 
@@ -66,7 +70,7 @@ def metric_context(
 
 
 def tokenize(
-    lm, inputs: Inputs, prepend_bos: bool, padding_side: str, who: str
+    lm: LanguageModel, inputs: Inputs, prepend_bos: bool, padding_side: str, who: str
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Token ids ``[batch, pos]`` (CPU) and the padding mask (None when nothing is padded)."""
     if isinstance(inputs, torch.Tensor):
@@ -94,7 +98,7 @@ def tokenize(
 
 
 def baselines(
-    lm,
+    lm: LanguageModel,
     clean: Inputs,
     corrupted: Inputs | None,
     metric: Metric,
@@ -179,7 +183,15 @@ def _same_shape(tokens, bad_tokens, mask, bad_mask) -> None:
 
 
 def _ablation_sources(
-    lm, ablation, clean_cache, hooks, reference, mask, seed, prepend_bos, padding_side
+    lm: LanguageModel,
+    ablation,
+    clean_cache,
+    hooks,
+    reference,
+    mask,
+    seed,
+    prepend_bos,
+    padding_side,
 ) -> dict[str, torch.Tensor]:
     """Zeros, reference means, or other inputs' activations, ``[n, pos, ...]`` per hook."""
     first = clean_cache[hooks[0]]

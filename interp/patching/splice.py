@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 import torch
@@ -30,6 +30,9 @@ from interp.errors import InputTypeError, InvalidArgumentError
 from interp.models.protocol import Inputs, check_language_model
 from interp.results import Result
 from interp.viz import heatmap
+
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
 
 FeatureEdit = Callable[[torch.Tensor, Any], torch.Tensor]
 
@@ -150,7 +153,7 @@ def _next_token_stats(clean: torch.Tensor, spliced: torch.Tensor, tokens, mask) 
 
 
 def splice_module(
-    lm,
+    lm: LanguageModel,
     inputs: Inputs,
     hook: str,
     module: object,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import plotly.graph_objects as go
 import torch
@@ -26,6 +26,9 @@ from interp.models.protocol import Inputs, check_language_model
 from interp.patching.answers import Token, token_ids
 from interp.results import Result
 from interp.viz import heatmap
+
+if TYPE_CHECKING:
+    from interp.models.protocol import LanguageModel
 
 
 @dataclasses.dataclass
@@ -66,7 +69,7 @@ class SteeringResult(Result):
         )
 
 
-def _hook(lm, layer: int, hook: str) -> str:
+def _hook(lm: LanguageModel, layer: int, hook: str) -> str:
     name = f"blocks.{layer}.{hook}"
     if name not in lm.hook_names:
         raise InvalidArgumentError(
@@ -77,7 +80,7 @@ def _hook(lm, layer: int, hook: str) -> str:
 
 
 def mean_difference(
-    lm,
+    lm: LanguageModel,
     positive: Inputs,
     negative: Inputs,
     layer: int,
@@ -142,7 +145,7 @@ def steering_edits(
 
 
 def steer(
-    lm,
+    lm: LanguageModel,
     inputs: Inputs,
     vector: torch.Tensor,
     answer: Token | Sequence[Token],
