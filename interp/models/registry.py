@@ -343,10 +343,10 @@ def load_model(
 
     A Hugging Face model you pass in (directly, or inside an nnsight object) is wrapped in place,
     not copied: it is put in eval mode, moved to ``device``/``dtype``, and its attention
-    implementation is switched to ``"interp"``. That function is transformers' own SDPA attention
-    with a probe in front (it is how per-head post-rotary q/k and the fused attention statistics
-    are seen), so the model's outputs are those of its SDPA forward; a model set to ``"eager"``
-    now runs SDPA numerics (equal to eager within float rounding). Call
+    implementation is switched to ``"interp"`` (``"interp_eager"`` for a model set to eager). That
+    function puts a probe (how per-head post-rotary q/k and the fused attention statistics are
+    seen) in front of the implementation the model ran: transformers' SDPA, or the module's own
+    eager code, so the model's outputs are unchanged. Call
     ``model.set_attn_implementation(...)`` to switch it back after use. A passed-in model that
     accelerate already dispatched (``hf_device_map``) is left where it is.
     """
