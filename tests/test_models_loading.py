@@ -69,7 +69,9 @@ def test_unsupported_architecture_lists_supported(tokenizer):
             intermediate_size=64,
         )
     )
-    with pytest.raises(ValueError, match="unsupported architecture 'bert'; supported families: .*llama"):
+    with pytest.raises(
+        ValueError, match="unsupported architecture 'bert'; supported families: .*llama"
+    ):
         interp.load_model(model, tokenizer=tokenizer)
 
 
