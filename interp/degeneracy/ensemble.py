@@ -7,6 +7,19 @@ loss of all N models is a single ``vmap`` over ``functional_call`` and one backw
 that batched graph gives every model its own gradient. AdamW is elementwise, so one optimizer
 over the stacked tensors is exactly N independent optimizers; gradient clipping is per model.
 
+Early stopping (Huang et al. 2024 train every net to a task-loss threshold, so nets are compared at
+matched loss): with ``loss_threshold`` set, member ``i`` stops at the first step where its training
+loss has been below the threshold for ``patience`` consecutive steps. From then on its parameters
+are frozen: the batched Adam step is taken for all members and the stopped members' parameters are
+then restored (masking the *update*; masking only the gradient would not do, since Adam's moments
+keep moving a parameter whose gradient is zero). ``stop_step[i]`` is that step (−1: never reached
+the threshold; such members are excluded by the degeneracy metrics and counted), ``final_loss[i]``
+the training loss there (or at the last step). ``weight_change[name][i]`` is the relative change
+``‖W_T − W_0‖ / ‖W_0‖`` of each parameter, the lazy (≪ 1) vs over-driven (≫ 1) diagnostic.
+
+Net kinds with an ``lr_scale`` (the μP net of :mod:`interp.degeneracy.mup`: ``γ``) train with the
+learning rate ``lr × lr_scale`` (``η = γ η0``; ``settings["effective_lr"]``).
+
 ``vectorized=False`` trains the same members one at a time with ordinary module calls on the
 same data; it is the reference the vectorized path is tested and benchmarked against.
 """
@@ -23,6 +36,9 @@ from torch.func import functional_call, stack_module_state, vmap
 from tqdm import tqdm
 
 from interp import __version__
+from interp.degeneracy import mup as _mup  # noqa: F401  (registers the mup_leaky net kind)
+from interp.degeneracy import paper_tasks as _paper_tasks  # noqa: F401  (registers paper tasks)
+from interp.degeneracy.stopping import Stopper, relative_change
 from interp.degeneracy.training import DataStream, activity, held_out, masked_loss
 from interp.results import Result
 from interp.rnn.nets import make_net
@@ -49,6 +65,9 @@ class Ensemble(Result):
     settings: dict[str, Any]
     losses: Tensor
     accuracy: Tensor
+    stop_step: Tensor = dataclasses.field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    final_loss: Tensor = dataclasses.field(default_factory=lambda: torch.zeros(0))
+    weight_change: dict[str, Tensor] = dataclasses.field(default_factory=dict)
     version: str = __version__
 
     @property
@@ -57,6 +76,34 @@ class Ensemble(Result):
 
     def make_task(self) -> Task:
         return make_task(**self.task)
+
+    @property
+    def converged(self) -> list[int]:
+        """Members that reached the loss threshold (all of them when training had none)."""
+        if self.settings.get("loss_threshold") is None or len(self.stop_step) == 0:
+            return list(range(self.n_models))
+        return [i for i, s in enumerate(self.stop_step.tolist()) if s >= 0]
+
+    def subset(self, indices: list[int]) -> Ensemble:
+        """A new ensemble of the members ``indices`` (in that order), every per-member field sliced."""
+        if not indices or any(not 0 <= i < self.n_models for i in indices):
+            raise IndexError(f"indices must be a non-empty list in [0, {self.n_models}): {indices}")
+        index = torch.tensor(indices, dtype=torch.long)
+
+        def pick(t: Tensor, dim: int = 0) -> Tensor:
+            return t.index_select(dim, index) if t.numel() else t
+
+        return dataclasses.replace(
+            self,
+            params={k: v[index] for k, v in self.params.items()},
+            seeds=[self.seeds[i] for i in indices],
+            data_seeds=[self.data_seeds[i] for i in indices],
+            losses=pick(self.losses, 1),
+            accuracy=pick(self.accuracy),
+            stop_step=pick(self.stop_step),
+            final_loss=pick(self.final_loss),
+            weight_change={k: pick(v) for k, v in self.weight_change.items()},
+        )
 
     def module(self, index: int) -> nn.Module:
         """Member ``index`` as an ordinary module (a copy; editing it leaves the ensemble alone)."""
@@ -76,19 +123,33 @@ class Ensemble(Result):
 
     def table(self, min_accuracy: float = MIN_ACCURACY) -> str:
         """One row per member; members below ``min_accuracy`` (default :data:`MIN_ACCURACY`,
-        measure_degeneracy's threshold) are marked and counted."""
+        measure_degeneracy's threshold) are marked and counted; with early stopping also each
+        member's stopping step, and the members that never reached the loss threshold."""
         below = [i for i, a in enumerate(self.accuracy.tolist()) if a < min_accuracy]
-        lines = [
+        threshold = self.settings.get("loss_threshold")
+        stopping = threshold is not None and len(self.stop_step) == self.n_models
+        head = (
             f"Ensemble of {self.n_models} {self.net['kind']} nets (hidden {self.net['hidden_size']}) "
             f"on {self.task['name']}, {self.settings['steps']} steps; "
-            f"{len(below)} below accuracy {min_accuracy:g}",
-            f"{'model':>5} {'seed':>8} {'final loss':>11} {'accuracy':>9}",
+            f"{len(below)} below accuracy {min_accuracy:g}"
+        )
+        if stopping:
+            missed = self.n_models - len(self.converged)
+            head += f"; {missed} never reached loss {threshold:g} (excluded from metrics)"
+        lines = [
+            head,
+            f"{'model':>5} {'seed':>8} {'final loss':>11} {'accuracy':>9}"
+            + (f" {'stop step':>9}" if stopping else "")
+            + (f" {'dW_h/W_h':>9}" if "weight_hh" in self.weight_change else ""),
         ]
+        final = self.final_loss if len(self.final_loss) == self.n_models else self.losses[-1]
         for i, seed in enumerate(self.seeds):
-            lines.append(
-                f"{i:>5} {seed:>8} {float(self.losses[-1, i]):>11.4g} {float(self.accuracy[i]):>9.3f}"
-                + ("  < below threshold" if i in below else "")
-            )
+            row = f"{i:>5} {seed:>8} {float(final[i]):>11.4g} {float(self.accuracy[i]):>9.3f}"
+            if stopping:
+                row += f" {int(self.stop_step[i]):>9}"
+            if "weight_hh" in self.weight_change:
+                row += f" {float(self.weight_change['weight_hh'][i]):>9.3g}"
+            lines.append(row + ("  < below threshold" if i in below else ""))
         return "\n".join(lines)
 
     def figure(self):
@@ -156,6 +217,8 @@ def train_ensemble(
     eval_seed: int = 0,
     task_options: dict[str, Any] | None = None,
     net_options: dict[str, Any] | None = None,
+    loss_threshold: float | None = None,
+    patience: int = 3,
     vectorized: bool = True,
     progress: bool = True,
 ) -> Ensemble:
@@ -165,7 +228,9 @@ def train_ensemble(
     training batches (default ``seeds[i] + 2**20``); both lists must be free of duplicates. The
     loss is the task loss plus ``activity_penalty * mean(h²)`` over the states of the trial steps
     (padding after a variable-length trial's end excluded); ``weight_decay`` is AdamW's decay.
-    ``vectorized=False`` trains the members one after another on the same data (reference path).
+    ``loss_threshold`` / ``patience``: per-member early stopping (see the module docstring);
+    ``steps`` is then the maximum. ``vectorized=False`` trains the members one after another on
+    the same data (reference path).
     """
     task_obj = make_task(task, **(task_options or {})) if isinstance(task, str) else task
     if not isinstance(task_obj, Task):
@@ -179,6 +244,10 @@ def train_ensemble(
         else [int(s) for s in data_seeds]
     )
     _check_settings(n_models, seeds, data_seeds, steps, lr)
+    if loss_threshold is not None and not loss_threshold > 0:
+        raise ValueError(f"loss_threshold must be > 0 or None, got {loss_threshold}")
+    if patience < 1:
+        raise ValueError(f"patience must be >= 1, got {patience}")
     models = [
         make_net(
             net,
@@ -191,10 +260,14 @@ def train_ensemble(
         for s in seeds
     ]
     stream = DataStream(task_obj, data_seeds, batch_size)
+    initial = {name: p.detach().clone() for name, p in stack_module_state(models)[0].items()}
     settings = {
         "steps": steps,
         "batch_size": batch_size,
         "lr": lr,
+        "effective_lr": lr * float(getattr(models[0], "lr_scale", 1.0)),
+        "loss_threshold": loss_threshold,
+        "patience": patience,
         "weight_decay": weight_decay,
         "activity_penalty": activity_penalty,
         "grad_clip": grad_clip,
@@ -204,7 +277,8 @@ def train_ensemble(
         "optimizer": "AdamW",
     }
     trainer = _train_vectorized if vectorized else _train_sequential
-    params, losses = trainer(models, task_obj.loss, stream, settings, progress)
+    stopper = Stopper(n_models, loss_threshold, patience)
+    params, losses = trainer(models, task_obj.loss, stream, settings, stopper, progress)
     ensemble = Ensemble(
         params=params,
         net=models[0].config,
@@ -214,6 +288,9 @@ def train_ensemble(
         settings=settings,
         losses=losses,
         accuracy=torch.zeros(n_models),
+        stop_step=stopper.stop_step.clone(),
+        final_loss=stopper.final_loss(losses),
+        weight_change={name: relative_change(params[name], initial[name]) for name in params},
     )
     test = held_out(task_obj, eval_seed, eval_batch)
     outputs, _ = ensemble.run(test.x)
@@ -226,7 +303,7 @@ def _objective(outputs: Tensor, states: Tensor, batch: TaskBatch, kind: str, pen
     return task_loss + penalty * activity(states, batch.mask), task_loss
 
 
-def _train_vectorized(models, kind, stream, settings, progress):
+def _train_vectorized(models, kind, stream, settings, stopper, progress):
     template = copy.deepcopy(models[0]).to("meta")
     stacked, _ = stack_module_state(models)
     params = {name: value.detach().clone().requires_grad_(True) for name, value in stacked.items()}
@@ -241,7 +318,7 @@ def _train_vectorized(models, kind, stream, settings, progress):
     # (vmap(grad(...)) gives the same numbers but pays functorch's per-op overhead twice.)
     forward = vmap(loss_one)
     optimizer = torch.optim.AdamW(
-        list(params.values()), lr=settings["lr"], weight_decay=settings["weight_decay"]
+        list(params.values()), lr=settings["effective_lr"], weight_decay=settings["weight_decay"]
     )
     losses = []
     bar = tqdm(range(settings["steps"]), desc="ensemble", disable=not progress)
@@ -249,40 +326,58 @@ def _train_vectorized(models, kind, stream, settings, progress):
         batch = stream.next()
         optimizer.zero_grad()
         total, task_loss = forward(params, batch.x, batch.y, batch.mask)
+        task_loss = task_loss.detach()
+        losses.append(task_loss)
+        active = stopper.update(step, task_loss)  # who still trains after this step's check
+        if not active.any():
+            break
         total.sum().backward()
         if settings["grad_clip"] is not None:
             _clip_per_model(
                 {name: value.grad for name, value in params.items()}, settings["grad_clip"]
             )
+        frozen = None if active.all() else {n: v.detach().clone() for n, v in params.items()}
         optimizer.step()
-        task_loss = task_loss.detach()
-        losses.append(task_loss)
+        if frozen is not None:  # mask the update itself: stopped members keep their parameters
+            with torch.no_grad():
+                for name, value in params.items():
+                    keep = active.view(-1, *([1] * (value.ndim - 1)))
+                    value.copy_(torch.where(keep, value, frozen[name]))
         if step % 20 == 0:
-            bar.set_postfix(loss=f"{float(task_loss.mean()):.4f}")
+            bar.set_postfix(loss=f"{float(task_loss.mean()):.4f}", active=int(active.sum()))
     return {name: value.detach() for name, value in params.items()}, torch.stack(losses)
 
 
-def _train_sequential(models, kind, stream, settings, progress):
+def _train_sequential(models, kind, stream, settings, stopper, progress):
     optimizers = [
-        torch.optim.AdamW(m.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"])
+        torch.optim.AdamW(
+            m.parameters(), lr=settings["effective_lr"], weight_decay=settings["weight_decay"]
+        )
         for m in models
     ]
     penalty = settings["activity_penalty"]
     losses = []
-    for _ in tqdm(range(settings["steps"]), desc="sequential", disable=not progress):
+    for step in tqdm(range(settings["steps"]), desc="sequential", disable=not progress):
         batch = stream.next()
-        row = []
+        row, totals = [], []
         for i, (model, optimizer) in enumerate(zip(models, optimizers, strict=True)):
             optimizer.zero_grad()
             outputs, states = model(batch.x[i])
             total, task_loss = _objective(
                 outputs, states, TaskBatch(batch.x[i], batch.y[i], batch.mask[i]), kind, penalty
             )
-            total.backward()
+            totals.append(total)
+            row.append(task_loss.detach())
+        losses.append(torch.stack(row))
+        active = stopper.update(step, losses[-1])
+        if not active.any():
+            break
+        for i, (model, optimizer) in enumerate(zip(models, optimizers, strict=True)):
+            if not active[i]:
+                continue  # a stopped member takes no more steps
+            totals[i].backward()
             if settings["grad_clip"] is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
             optimizer.step()
-            row.append(task_loss.detach())
-        losses.append(torch.stack(row))
     params, _ = stack_module_state(models)
     return {name: value.detach() for name, value in params.items()}, torch.stack(losses)

@@ -1,0 +1,143 @@
+"""μP leaky-tanh net, per-member early stopping and the weight-change diagnostic (issue #18)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from interp.degeneracy import measure_degeneracy, train_ensemble
+from interp.degeneracy.mup import MuPLeakyNet
+from interp.rnn.nets import make_net
+
+TINY = {"bits": 1, "steps": 8, "p_pulse": 0.3}
+
+
+def test_mup_forward_equals_the_equations_on_a_hand_computed_step():
+    # N = 2 units, 1 input, 1 output, γ = 2, τ = 0.1; h(0) = 0
+    net = MuPLeakyNet(1, 2, 1, gamma=2.0, tau=0.1).double()
+    with torch.no_grad():
+        net.weight_hh.copy_(torch.tensor([[1.0, -2.0], [0.5, 3.0]]))  # J
+        net.weight_ih.copy_(torch.tensor([[1.0], [-1.0]]))  # U
+        net.out.weight.copy_(torch.tensor([[2.0, 1.0]]))  # W_readout
+    x = torch.tensor([[[0.5], [2.0]]], dtype=torch.float64)
+    outputs, states = net(x)
+    # step 1: h = 0 + 0.1 (−0 + (1/2) J tanh(0) + U·0.5) = (0.05, −0.05)
+    h1 = (0.05, -0.05)
+    # step 2: h += 0.1 (−h + (1/2) J tanh(h) + U·2)
+    t1 = (math.tanh(h1[0]), math.tanh(h1[1]))
+    rec = ((1.0 * t1[0] - 2.0 * t1[1]) / 2, (0.5 * t1[0] + 3.0 * t1[1]) / 2)
+    h2 = (
+        h1[0] + 0.1 * (-h1[0] + rec[0] + 2.0),
+        h1[1] + 0.1 * (-h1[1] + rec[1] - 2.0),
+    )
+    # readout f = W tanh(h) / (γ N) = W tanh(h) / 4
+    f1 = (2.0 * math.tanh(h1[0]) + math.tanh(h1[1])) / 4
+    f2 = (2.0 * math.tanh(h2[0]) + math.tanh(h2[1])) / 4
+    expected_states = torch.tensor([[h1, h2]], dtype=torch.float64)
+    expected_outputs = torch.tensor([[[f1], [f2]]], dtype=torch.float64)
+    torch.testing.assert_close(states, expected_states, rtol=0, atol=1e-15)
+    torch.testing.assert_close(outputs, expected_outputs, rtol=0, atol=1e-15)
+    assert dict(net.named_parameters()).keys() == {"weight_hh", "weight_ih", "out.weight"}
+    torch.testing.assert_close(net.recurrent_matrix(), net.weight_hh / 2)
+
+
+def test_mup_initialization_variances_and_learning_rate_scale():
+    net = make_net("mup_leaky", 3, 400, 2, seed=0, gamma=0.5)
+    assert net.weight_hh.var().item() == pytest.approx(400, rel=0.02)  # J_ij ~ N(0, N)
+    assert net.weight_ih.var().item() == pytest.approx(1, rel=0.1)
+    assert net.out.weight.var().item() == pytest.approx(1, rel=0.3)
+    assert net.config == {
+        "kind": "mup_leaky",
+        "input_size": 3,
+        "hidden_size": 400,
+        "output_size": 2,
+        "gamma": 0.5,
+        "tau": 0.1,
+    }
+    ensemble = train_ensemble(
+        "flipflop", "mup_leaky", 2, hidden_size=4, steps=1, lr=0.2, grad_clip=None,
+        net_options={"gamma": 0.5}, task_options=TINY, progress=False,
+    )  # fmt: skip
+    assert ensemble.settings["effective_lr"] == pytest.approx(0.1)  # η = γ η0
+    with pytest.raises(ValueError, match="tau"):
+        MuPLeakyNet(1, 2, 1, tau=1.5)
+
+
+def _train(steps: int, threshold: float | None, vectorized: bool = True, patience: int = 1):
+    return train_ensemble(
+        "flipflop", "mup_leaky", 4, hidden_size=8, steps=steps, batch_size=8, lr=0.3,
+        grad_clip=None, task_options=TINY, loss_threshold=threshold, patience=patience,
+        vectorized=vectorized, progress=False,
+    )  # fmt: skip
+
+
+def _threshold() -> float:
+    """A threshold some members cross within 20 steps and others do not."""
+    free = _train(20, None)
+    best = free.losses.min(dim=0).values.sort().values
+    return float((best[1] + best[2]) / 2)
+
+
+def test_stopped_members_do_not_move_while_the_others_continue():
+    threshold = _threshold()
+    short, long = _train(20, threshold), _train(30, threshold)
+    torch.testing.assert_close(
+        short.stop_step[short.stop_step >= 0], long.stop_step[short.stop_step >= 0]
+    )
+    stopped = [i for i, s in enumerate(short.stop_step.tolist()) if s >= 0]
+    running = [i for i, s in enumerate(long.stop_step.tolist()) if s < 0]
+    assert stopped and running, (short.stop_step, long.stop_step)
+    for name in short.params:
+        for i in stopped:  # frozen: bit-identical parameters 10 steps later
+            assert torch.equal(short.params[name][i], long.params[name][i]), (name, i)
+        for i in running:  # still training
+            assert not torch.equal(short.params[name][i], long.params[name][i]), (name, i)
+    # a stopped member's parameters are those it had at its stopping step: s updates, then frozen
+    for i in stopped:
+        reference = _train(int(short.stop_step[i]), None)
+        for name in short.params:
+            torch.testing.assert_close(short.params[name][i], reference.params[name][i])
+        assert short.final_loss[i] == short.losses[short.stop_step[i], i]
+        assert short.final_loss[i] < threshold
+
+
+def test_vectorized_early_stopping_matches_the_sequential_reference():
+    threshold = _threshold()
+    vec, seq = _train(25, threshold, True, 2), _train(25, threshold, False, 2)
+    assert torch.equal(vec.stop_step, seq.stop_step)
+    for name in vec.params:
+        torch.testing.assert_close(vec.params[name], seq.params[name], rtol=1e-4, atol=1e-5)
+
+
+def test_members_that_never_reach_the_threshold_are_reported_and_excluded():
+    threshold = _threshold()
+    ensemble = _train(20, threshold)
+    missed = [ensemble.seeds[i] for i, s in enumerate(ensemble.stop_step.tolist()) if s < 0]
+    assert missed and len(missed) <= 2
+    assert f"{len(missed)} never reached loss" in ensemble.table()
+    result = measure_degeneracy(ensemble, n_trials=4, metrics=["cka", "d_pif"])
+    assert result.settings["excluded"] == missed
+    assert result.distances["cka"].shape == (4 - len(missed),) * 2
+    assert f"{len(missed)} nets never reached the loss threshold" in result.table()
+
+
+def test_relative_weight_change_per_member():
+    ensemble = _train(5, None)
+    for name, change in ensemble.weight_change.items():
+        initial = torch.stack(
+            [
+                dict(make_net(**ensemble.net, seed=s).named_parameters())[name]
+                for s in ensemble.seeds
+            ]
+        ).double()
+        final = ensemble.params[name].double()
+        expected = (final - initial).flatten(1).norm(dim=1) / initial.flatten(1).norm(dim=1)
+        torch.testing.assert_close(change, expected)
+        assert (change > 0).all()
+    subset = ensemble.subset([2, 0])
+    assert subset.seeds == [ensemble.seeds[2], ensemble.seeds[0]]
+    torch.testing.assert_close(
+        subset.weight_change["weight_hh"], ensemble.weight_change["weight_hh"][[2, 0]]
+    )
