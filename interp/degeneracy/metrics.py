@@ -22,6 +22,16 @@ independently trained solutions are on average (Huang et al. 2024).
   *initial* weights — the chance level of unrelated random networks of this size, which grows with
   the hidden size. ``weights / weights_init < 1`` means training brought the solutions closer.
 
+The paper's own metrics (Huang et al.; :mod:`interp.degeneracy.paper_metrics`) are selectable
+beside these: ``sigma_ood`` (std over nets of the OOD MSE; a per-member quantity, kept in
+``per_member["ood_mse"]``, summarized as the std with a jackknife SE), ``dsa_euclid`` (DSA with the
+Euclidean score), ``d_pif`` / ``d_pif_norm`` (÷ N²) / ``d_pif_init`` (two random initializations:
+chance) on the recurrent matrix with permutations only. ``family="paper"`` or ``"both"`` picks
+them; the table labels each row with the family it belongs to.
+
+Members that never reached the training loss threshold (early stopping, ``Ensemble.converged``)
+are excluded before anything is measured; ``settings["excluded"]`` lists their seeds.
+
 Members whose held-out accuracy is below ``min_accuracy`` (default :data:`MIN_ACCURACY`, 0.9)
 have not learned the task: distances to them compare a solution with a failure, so the table,
 the figure and ``below_threshold`` flag and count them (the numbers themselves are unchanged).
@@ -40,6 +50,13 @@ from interp.degeneracy.dsa import dsa_distances, eigenvalue_wasserstein, fit_dmd
 from interp.degeneracy.ensemble import MIN_ACCURACY, Ensemble
 from interp.degeneracy.geometry import cka_distances, procrustes_distances
 from interp.degeneracy.pairs import degeneracy, pair_indices, square_from_pairs
+from interp.degeneracy.paper_metrics import (
+    PAPER_METRICS,
+    ood_mse,
+    pif_distances,
+    recurrent_matrices,
+    std_se,
+)
 from interp.degeneracy.training import held_out, stack_batches, trial_steps
 from interp.degeneracy.weights import weight_distances
 from interp.errors import InputTypeError, InvalidArgumentError
@@ -58,6 +75,8 @@ METRICS = {
     "weights": "weights",
     "weights_init": "weights",
 }
+ALL_METRICS = {**METRICS, **PAPER_METRICS}
+FAMILIES = {"ours": list(METRICS), "paper": list(PAPER_METRICS), "both": list(ALL_METRICS)}
 
 
 @dataclasses.dataclass
@@ -69,6 +88,7 @@ class Degeneracy(Result):
     accuracy: Tensor
     ensemble: dict[str, Any]
     settings: dict[str, Any]
+    per_member: dict[str, Tensor] = dataclasses.field(default_factory=dict)
     version: str = __version__
 
     @property
@@ -104,15 +124,35 @@ class Degeneracy(Result):
         note = self.accuracy_note()
         if note is not None:
             lines.append(note)
-        lines.append(f"{'metric':<14} {'level':<10} {'degeneracy':>11} {'min':>9} {'max':>9}")
+        excluded = self.settings.get("excluded", [])
+        if excluded:
+            lines.append(
+                f"{len(excluded)} nets never reached the loss threshold and are excluded "
+                f"(seeds {', '.join(map(str, excluded))})"
+            )
+        lines.append(
+            f"{'metric':<14} {'level':<10} {'family':<6} {'degeneracy':>11} {'min':>9} {'max':>9}"
+        )
         for name, d in self.distances.items():
             left, right = pair_indices(d.shape[0])
             pairs = d[left, right]
+            family = "paper" if name in PAPER_METRICS else "ours"
             lines.append(
-                f"{name:<14} {METRICS.get(name, '?'):<10} {self.summary[name]:>11.4g} "
+                f"{name:<14} {ALL_METRICS.get(name, '?'):<10} {family:<6} {self.summary[name]:>11.4g} "
                 f"{float(pairs.min()):>9.4g} {float(pairs.max()):>9.4g}" + ("  *" if below else "")
             )
+        if "ood_mse" in self.per_member:
+            values = self.per_member["ood_mse"]
+            lines.append(
+                f"{'sigma_ood':<14} {'behaviour':<10} {'paper':<6} {self.summary['sigma_ood']:>11.4g} "
+                f"{float(values.min()):>9.4g} {float(values.max()):>9.4g}  (std of OOD MSE; min/max: MSE)"
+            )
         lines.append("degeneracy = mean distance over the N(N-1)/2 pairs of distinct members")
+        if any(name in PAPER_METRICS for name in self.summary):
+            lines.append(
+                "family 'paper': the metrics Huang et al. used (σ_OOD, DSA Euclidean score, d_PIF on "
+                "W_h); d_pif_norm = d_pif / N²; d_pif_init = two random initializations (chance)"
+            )
         if below:
             lines.append("* includes pairs with a net below the accuracy threshold")
         return "\n".join(lines)
@@ -209,7 +249,9 @@ def measure_degeneracy(
     dsa_iters: int = 300,
     dsa_restarts: int = 8,
     metrics: list[str] | None = None,
+    family: str = "ours",
     min_accuracy: float = MIN_ACCURACY,
+    pif_options: dict[str, Any] | None = None,
 ) -> Degeneracy:
     """All distance matrices of ``ensemble`` (or the subset named in ``metrics``; see ``METRICS``).
 
@@ -220,6 +262,8 @@ def measure_degeneracy(
     ``metrics=None`` every metric that applies to the task is measured; naming one that does not
     apply (``behaviour_amp`` for a task without input amplitude) is an error. Members whose
     held-out accuracy is below ``min_accuracy`` are flagged (see the module docstring).
+    ``family`` ("ours", "paper", "both") picks the default set when ``metrics`` is None;
+    ``pif_options`` go to :func:`interp.degeneracy.paper_metrics.pif_distance`.
     """
     if not isinstance(ensemble, Ensemble):
         raise InputTypeError(
@@ -228,12 +272,20 @@ def measure_degeneracy(
         )
     if not 0.0 <= float(min_accuracy) <= 1.0:
         raise InvalidArgumentError(f"min_accuracy must lie in [0, 1], got {min_accuracy}")
-    chosen = list(METRICS) if metrics is None else list(metrics)
-    unknown = [m for m in chosen if m not in METRICS]
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {list(FAMILIES)}, got {family!r}")
+    chosen = list(FAMILIES[family]) if metrics is None else list(metrics)
+    unknown = [m for m in chosen if m not in ALL_METRICS]
     if unknown or not chosen:
-        raise ValueError(f"unknown metrics {unknown or chosen}; choose from {list(METRICS)}")
+        raise ValueError(f"unknown metrics {unknown or chosen}; choose from {list(ALL_METRICS)}")
+    excluded = [ensemble.seeds[i] for i in range(ensemble.n_models) if i not in ensemble.converged]
+    if excluded:
+        ensemble = ensemble.subset(ensemble.converged)
     if ensemble.n_models < 2:
-        raise ValueError("an ensemble needs at least 2 members to measure degeneracy")
+        raise ValueError(
+            "an ensemble needs at least 2 members to measure degeneracy"
+            + (f" ({len(excluded)} excluded: never reached the loss threshold)" if excluded else "")
+        )
     task = ensemble.make_task()
     test = held_out(task, eval_seed, n_trials)
     outputs, states = ensemble.run(test.x)
@@ -257,7 +309,7 @@ def measure_degeneracy(
             distances["behaviour_amp"] = behaviour_distances(
                 ensemble.run(scaled.x)[0], scaled.mask, task.loss
             )
-    if {"dsa", "eigen_w1"} & set(chosen):
+    if {"dsa", "eigen_w1", "dsa_euclid"} & set(chosen):
         operators = fit_dmd(
             states.double(),
             n_delays=n_delays,
@@ -269,6 +321,10 @@ def measure_degeneracy(
             distances["dsa"] = dsa_distances(operators, iters=dsa_iters, restarts=dsa_restarts)
         if "eigen_w1" in chosen:
             distances["eigen_w1"] = eigenvalue_wasserstein(operators)
+        if "dsa_euclid" in chosen:
+            distances["dsa_euclid"] = dsa_distances(
+                operators, iters=dsa_iters, restarts=dsa_restarts, score="euclidean"
+            )
     if "cka" in chosen:
         distances["cka"] = cka_distances(states[:, steps])
     if "procrustes" in chosen:
@@ -279,9 +335,25 @@ def measure_degeneracy(
     if "weights_init" in chosen:
         w_rec, w_in, w_out, signs = ensemble_weights(ensemble, initial=True)
         distances["weights_init"] = weight_distances(w_rec, w_in, w_out, signs=signs)
+    pif = dict(pif_options or {})
+    n = ensemble.net["hidden_size"]
+    if {"d_pif", "d_pif_norm"} & set(chosen):
+        d_pif = pif_distances(recurrent_matrices(ensemble), **pif)
+        if "d_pif" in chosen:
+            distances["d_pif"] = d_pif
+        if "d_pif_norm" in chosen:
+            distances["d_pif_norm"] = d_pif / n**2
+    if "d_pif_init" in chosen:
+        distances["d_pif_init"] = pif_distances(recurrent_matrices(ensemble, initial=True), **pif)
+    summary = {name: degeneracy(d) for name, d in distances.items()}
+    per_member: dict[str, Tensor] = {}
+    if "sigma_ood" in chosen:
+        per_member["ood_mse"] = ood_mse(ensemble, n_trials, eval_seed)
+        summary["sigma_ood"], _ = std_se(per_member["ood_mse"])
     return Degeneracy(
         distances=distances,
-        summary={name: degeneracy(d) for name, d in distances.items()},
+        summary=summary,
+        per_member=per_member,
         accuracy=ensemble.accuracy.clone(),
         ensemble={
             "net": ensemble.net,
@@ -302,5 +374,8 @@ def measure_degeneracy(
             "skipped": skipped,
             "summary": "mean off-diagonal distance",
             "min_accuracy": float(min_accuracy),
+            "excluded": excluded,
+            "family": family,
+            "pif_options": pif,
         },
     )

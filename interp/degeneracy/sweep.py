@@ -27,8 +27,9 @@ from torch import Tensor
 from interp import __version__
 from interp.degeneracy.ensemble import train_ensemble
 from interp.degeneracy.executors import Executor, LocalExecutor
-from interp.degeneracy.metrics import METRICS, MIN_ACCURACY, measure_degeneracy
+from interp.degeneracy.metrics import ALL_METRICS, MIN_ACCURACY, measure_degeneracy
 from interp.degeneracy.pairs import degeneracy_se, ratio_se
+from interp.degeneracy.paper_metrics import std_se
 from interp.results import Result
 
 if TYPE_CHECKING:
@@ -72,7 +73,14 @@ def run_job(job: SweepJob) -> dict[str, Any]:
         torch.set_num_threads(threads)
     return {
         "summary": result.summary,
-        "se": {name: degeneracy_se(d) for name, d in result.distances.items()},
+        "se": {
+            **{name: degeneracy_se(d) for name, d in result.distances.items()},
+            **(
+                {"sigma_ood": std_se(result.per_member["ood_mse"])[1]}
+                if "ood_mse" in result.per_member
+                else {}
+            ),
+        },
         "weights_ratio_se": (
             ratio_se(result.distances["weights"], result.distances["weights_init"])
             if {"weights", "weights_init"} <= set(result.distances)
@@ -208,7 +216,7 @@ def degeneracy_sweep(
                     "level": level,
                     "level_rank": rank,
                     "metric": metric,
-                    "level_kind": METRICS[metric],
+                    "level_kind": ALL_METRICS[metric],
                     "degeneracy": value,
                     "se": outcome["se"][metric],
                     # jackknife error of weights / weights_init (same members): weights rows only
