@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -41,134 +40,14 @@ from scipy.sparse.csgraph import connected_components
 from torch import Tensor, nn
 from torch.func import jacrev, vmap
 
-from interp.errors import NonFiniteError
+from interp.errors import InvalidArgumentError, NonFiniteError
+from interp.rnn.fixed_point_search import adam_phase, failure_counts, lm_phase, per_state_step
 from interp.rnn.fixed_points_result import FixedPoints, classify_points
 from interp.rnn.protocol import Recurrent, check_recurrent, unroll
 from interp.rnn.tasks import Task, split_generator
 
 METHODS = ("adam", "lm", "adam+lm")
-
-
-def _single(model: Recurrent) -> Callable[[Tensor, Tensor], Tensor]:
-    def step(h: Tensor, u: Tensor) -> Tensor:
-        return model.step(h.unsqueeze(0), u.unsqueeze(0)).squeeze(0)
-
-    return step
-
-
-def _q(model: Recurrent, h: Tensor, u: Tensor) -> Tensor:
-    return 0.5 * (model.step(h, u) - h).pow(2).sum(-1)
-
-
-def adam_phase(
-    model: Recurrent,
-    h: Tensor,
-    u: Tensor,
-    *,
-    iterations: int,
-    lr: float,
-    q_tol: float,
-    lr_decay: float = 0.95,
-    lr_patience: int = 2,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-) -> tuple[Tensor, Tensor, int]:
-    """Adam on q for every row of ``h`` at once; rows freeze when ``q < q_tol``.
-
-    Returns ``(h, q, iterations_run)``. Each row keeps its own moments, step count and learning
-    rate (plateau decay), so the batch behaves like independent runs of the same optimiser.
-    """
-    h = h.clone()
-    m, v = torch.zeros_like(h), torch.zeros_like(h)
-    steps = torch.zeros(h.shape[0], 1, dtype=h.dtype, device=h.device)
-    rates = torch.full_like(steps, lr)
-    best = torch.full((h.shape[0],), float("inf"), dtype=h.dtype, device=h.device)
-    stale = torch.zeros(h.shape[0], dtype=torch.long, device=h.device)
-    q = torch.full_like(best, float("inf"))
-    run = 0
-    for run in range(1, iterations + 1):  # noqa: B007  (iterations actually run are returned)
-        with torch.enable_grad():
-            h_var = h.detach().requires_grad_(True)
-            q = _q(model, h_var, u)
-            (grad,) = torch.autograd.grad(q.sum(), h_var)
-        q = q.detach()
-        active = q >= q_tol
-        if not active.any():
-            break
-        improved = q < best
-        best = torch.where(improved, q, best)
-        stale = torch.where(improved, 0, stale + 1)
-        decay = (stale > lr_patience) & active
-        rates = torch.where(decay.unsqueeze(1), rates * lr_decay, rates)
-        stale = torch.where(decay, 0, stale)
-        a = active.unsqueeze(1)
-        m = torch.where(a, betas[0] * m + (1 - betas[0]) * grad, m)
-        v = torch.where(a, betas[1] * v + (1 - betas[1]) * grad * grad, v)
-        steps = steps + a
-        m_hat = m / (1 - betas[0] ** steps.clamp(min=1))
-        v_hat = v / (1 - betas[1] ** steps.clamp(min=1))
-        h = torch.where(a, h - rates * m_hat / (v_hat.sqrt() + eps), h)
-    return h, _q(model, h, u).detach(), run
-
-
-MAX_DAMPING = 1e12
-
-
-def lm_phase(
-    model: Recurrent,
-    h: Tensor,
-    u: Tensor,
-    *,
-    iterations: int,
-    q_tol: float,
-    damping: float = 1e-2,
-    diagnostics: dict[str, Tensor] | None = None,
-) -> tuple[Tensor, Tensor, int]:
-    """Batched Levenberg–Marquardt on ``r(h) = step(h, u) − h``; rows freeze when ``q < q_tol``.
-
-    Singular Jacobians (saturated units make ``∂step/∂h − I`` rank-deficient) never stop the
-    batch: a row whose damped system cannot be solved (``torch.linalg.solve_ex`` reports it, or
-    the step is non-finite) is treated as a rejected step, so its damping μ grows ×4 until the
-    system is regular or μ passes ``MAX_DAMPING`` (the row has stalled). Pass a dict as
-    ``diagnostics`` to receive per-row masks ``singular`` (a solve failed at least once) and
-    ``stalled`` (μ passed ``MAX_DAMPING`` before ``q < q_tol``).
-    """
-    jac = vmap(jacrev(_single(model), argnums=0))
-    eye = torch.eye(h.shape[-1], dtype=h.dtype, device=h.device)
-    mu = torch.full((h.shape[0], 1, 1), damping, dtype=h.dtype, device=h.device)
-    singular = torch.zeros(h.shape[0], dtype=torch.bool, device=h.device)
-    q = _q(model, h, u)
-    run = 0
-    for run in range(1, iterations + 1):  # noqa: B007
-        active = (q >= q_tol) & (mu.view(-1) < MAX_DAMPING)
-        if not active.any():
-            break
-        r = model.step(h, u) - h
-        a_mat = jac(h, u) - eye
-        a_t = a_mat.transpose(-1, -2)
-        normal = a_t @ a_mat
-        # scale damping by the diagonal (Marquardt) plus a floor so flat directions stay bounded
-        diag = torch.diagonal(normal, dim1=-2, dim2=-1).clamp(min=1e-6)
-        solution, info = torch.linalg.solve_ex(
-            normal + mu * torch.diag_embed(diag), (a_t @ r.unsqueeze(-1))
-        )
-        delta = -solution.squeeze(-1)
-        solved = (info == 0) & torch.isfinite(delta).all(-1)
-        singular |= ~solved & active
-        candidate = h + torch.where(solved.unsqueeze(1), delta, torch.zeros_like(delta))
-        q_new = _q(model, candidate, u)
-        accept = (q_new < q) & active & solved
-        h = torch.where(accept.unsqueeze(1), candidate, h)
-        q = torch.where(accept, q_new, q)
-        mu = torch.where(
-            accept.view(-1, 1, 1),
-            mu / 3,
-            torch.where(active.view(-1, 1, 1), (mu * 4).clamp(min=1e-8), mu),
-        )
-    if diagnostics is not None:
-        diagnostics["singular"] = singular
-        diagnostics["stalled"] = (q >= q_tol) & (mu.view(-1) >= MAX_DAMPING)
-    return h, q, run
+__all__ = ["METHODS", "FixedPoints", "adam_phase", "find_fixed_points", "lm_phase"]
 
 
 def _merge_duplicates(
@@ -307,78 +186,41 @@ def find_fixed_points(
             near ``1e-14 * H`` (rounding) and loosen ``q_tol`` for wide nets.
     """
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise InvalidArgumentError(f"method must be one of {METHODS}, got {method!r}")
     if n_starts < 1 or noise < 0 or not 0 < q_tol <= slow_tol:
-        raise ValueError("need n_starts >= 1, noise >= 0 and 0 < q_tol <= slow_tol")
+        raise InvalidArgumentError("need n_starts >= 1, noise >= 0 and 0 < q_tol <= slow_tol")
     start_time = time.perf_counter()
     model, dtype = _prepare_model(model, dtype)
-    size = model.initial_state(1).shape[-1]
-    generator = torch.Generator().manual_seed(seed)
-    trajectories = None
-    if initial_states is None:
-        if task is None:
-            raise ValueError(
-                "pass initial_states (states the model visits, [..., H]) or a task to sample them from"
-            )
-        batch = task.sample(max(n_trajectories, 64), split_generator(seed, "test"), split="test")
-        with torch.no_grad():
-            initial_states = unroll(model, batch.x.to(_device(model), dtype))
-    initial_states = torch.as_tensor(initial_states).detach().to(dtype)
-    if initial_states.shape[-1] != size:
-        raise ValueError(
-            f"initial_states must end in the state size {size}, got shape {tuple(initial_states.shape)}"
-        )
-    if initial_states.ndim == 3:
-        trajectories = initial_states[:n_trajectories].clone()
+    visited, trajectories = _visited_states(
+        model, initial_states, task, seed, n_trajectories, dtype
+    )
     device = _device(model)
     _check_finite_weights(model)
-    _check_finite("initial_states", initial_states)
-    starts = _starts(initial_states.cpu(), n_starts, noise, generator).to(device)
+    _check_finite("initial_states", visited)
+    generator = torch.Generator().manual_seed(seed)
+    starts = _starts(visited.cpu(), n_starts, noise, generator).to(device)
     u = _inputs(model, inputs, n_starts, dtype).to(device)
     _check_finite("inputs", u)
     with torch.no_grad():
         _check_finite("the model's step at the starts", model.step(starts, u))
-    diagnostics: dict[str, Tensor] = {}
-
-    with torch.no_grad():
-        h, iterations = starts, {"adam": 0, "lm": 0}
-        if method in ("adam", "adam+lm"):
-            handoff = q_tol if method == "adam" else max(q_tol, lm_start)
-            h, q, iterations["adam"] = adam_phase(
-                model,
-                h,
-                u,
-                iterations=adam_iterations,
-                lr=lr,
-                q_tol=handoff,
-                lr_decay=lr_decay,
-                lr_patience=lr_patience,
-            )
-        if method in ("lm", "adam+lm"):
-            h, q, iterations["lm"] = lm_phase(
-                model, h, u, iterations=lm_iterations, q_tol=q_tol, diagnostics=diagnostics
-            )
-
-        q = torch.nan_to_num(q, nan=float("inf"))
-        converged, slow = q < q_tol, (q >= q_tol) & (q < slow_tol)
-        keep = converged | slow
-        centroid = starts.mean(0)
-        radius = (starts - centroid).norm(dim=-1).mean()
-        inlier = (h - centroid).norm(dim=-1) <= outlier_factor * radius
-        counts = {
-            "starts": n_starts,
-            "converged": int(converged.sum()),
-            "slow": int(slow.sum()),
-            "not_converged": int((~keep).sum()),
-            "outliers": int((keep & ~inlier).sum()),
-            **_failures(~keep, diagnostics),
-        }
-        keep = keep & inlier
-        h, u_kept, q_kept = h[keep], u[keep], q[keep]
-        unique = _merge_duplicates(h, u_kept, q_kept, unique_tol)
-        counts["duplicates"] = int(keep.sum()) - len(unique)
-        counts["unique"] = len(unique)
-        h, u_kept, q_kept = h[unique], u_kept[unique], q_kept[unique]
+        diagnostics: dict[str, Tensor] = {}
+        h, q, iterations = _search(
+            model,
+            starts,
+            u,
+            method,
+            diagnostics,
+            adam_iterations=adam_iterations,
+            lm_iterations=lm_iterations,
+            lr=lr,
+            lr_decay=lr_decay,
+            lr_patience=lr_patience,
+            q_tol=q_tol,
+            lm_start=lm_start,
+        )
+        h, u_kept, q_kept, counts = _select(
+            starts, h, u, q, diagnostics, q_tol, slow_tol, outlier_factor, unique_tol
+        )
         result = _linearise(model, h, u_kept, q_kept, q_tol=q_tol, marginal_tol=marginal_tol)
 
     settings = {
@@ -405,6 +247,104 @@ def find_fixed_points(
     return FixedPoints(**result, counts=counts, settings=settings, trajectories=trajectories)
 
 
+def _visited_states(
+    model: Recurrent,
+    initial_states: Tensor | None,
+    task: Task | None,
+    seed: int,
+    n_trajectories: int,
+    dtype: torch.dtype,
+) -> tuple[Tensor, Tensor | None]:
+    """States the model visits ``[..., H]`` (given, or from unrolling it on the task's test
+    split) and the real trajectories kept for the figure (None unless ``[B, T, H]``)."""
+    size = model.initial_state(1).shape[-1]
+    if initial_states is None:
+        if task is None:
+            raise InvalidArgumentError(
+                "pass initial_states (states the model visits, [..., H]) or a task to sample them from"
+            )
+        batch = task.sample(max(n_trajectories, 64), split_generator(seed, "test"), split="test")
+        with torch.no_grad():
+            initial_states = unroll(model, batch.x.to(_device(model), dtype))
+    states = torch.as_tensor(initial_states).detach().to(dtype)
+    if states.shape[-1] != size:
+        raise InvalidArgumentError(
+            f"initial_states must end in the state size {size}, got shape {tuple(states.shape)}"
+        )
+    return states, states[:n_trajectories].clone() if states.ndim == 3 else None
+
+
+def _search(
+    model: Recurrent,
+    starts: Tensor,
+    u: Tensor,
+    method: str,
+    diagnostics: dict[str, Tensor],
+    *,
+    adam_iterations: int,
+    lm_iterations: int,
+    lr: float,
+    lr_decay: float,
+    lr_patience: int,
+    q_tol: float,
+    lm_start: float,
+) -> tuple[Tensor, Tensor, dict[str, int]]:
+    """Run the chosen phases (Adam, Levenberg-Marquardt, or Adam then LM) from ``starts``:
+    the points, their ``q`` (NaN read as inf) and the iterations each phase ran."""
+    h, iterations = starts, {"adam": 0, "lm": 0}
+    if method in ("adam", "adam+lm"):
+        handoff = q_tol if method == "adam" else max(q_tol, lm_start)
+        h, q, iterations["adam"] = adam_phase(
+            model,
+            h,
+            u,
+            iterations=adam_iterations,
+            lr=lr,
+            q_tol=handoff,
+            lr_decay=lr_decay,
+            lr_patience=lr_patience,
+        )
+    if method in ("lm", "adam+lm"):
+        h, q, iterations["lm"] = lm_phase(
+            model, h, u, iterations=lm_iterations, q_tol=q_tol, diagnostics=diagnostics
+        )
+    return h, torch.nan_to_num(q, nan=float("inf")), iterations
+
+
+def _select(
+    starts: Tensor,
+    h: Tensor,
+    u: Tensor,
+    q: Tensor,
+    diagnostics: dict[str, Tensor],
+    q_tol: float,
+    slow_tol: float,
+    outlier_factor: float,
+    unique_tol: float,
+) -> tuple[Tensor, Tensor, Tensor, dict]:
+    """Keep converged and slow points that are not outliers, merge duplicates; the counts say
+    how many starts went where (and why the failed ones failed)."""
+    converged, slow = q < q_tol, (q >= q_tol) & (q < slow_tol)
+    keep = converged | slow
+    centroid = starts.mean(0)
+    radius = (starts - centroid).norm(dim=-1).mean()
+    inlier = (h - centroid).norm(dim=-1) <= outlier_factor * radius
+    counts = {
+        "starts": len(starts),
+        "converged": int(converged.sum()),
+        "slow": int(slow.sum()),
+        "not_converged": int((~keep).sum()),
+        "outliers": int((keep & ~inlier).sum()),
+        **failure_counts(~keep, diagnostics),
+    }
+    keep = keep & inlier
+    h, u, q = h[keep], u[keep], q[keep]
+    unique = _merge_duplicates(h, u, q, unique_tol)
+    counts["duplicates"] = int(keep.sum()) - len(unique)
+    counts["unique"] = len(unique)
+    return h[unique], u[unique], q[unique], counts
+
+
 def _check_finite(what: str, values: Tensor) -> None:
     bad = ~torch.isfinite(values)
     if bad.any():
@@ -423,17 +363,6 @@ def _check_finite_weights(model: Recurrent) -> None:
             f"the model's weights hold NaN/inf in {', '.join(bad)}; a net whose training "
             "diverged has no meaningful fixed points (retrain it with a lower learning rate)"
         )
-
-
-def _failures(failed: Tensor, diagnostics: dict[str, Tensor]) -> dict[str, int]:
-    """Why the starts in ``failed`` did not converge (LM phase only; Adam runs out of budget)."""
-    stalled = diagnostics.get("stalled", torch.zeros_like(failed)) & failed
-    singular = diagnostics.get("singular", torch.zeros_like(failed))
-    return {
-        "stalled": int(stalled.sum()),
-        "out_of_budget": int((failed & ~stalled).sum()),
-        "singular": int(singular.sum()),
-    }
 
 
 def _inputs(model: Recurrent, inputs: Tensor | None, n_starts: int, dtype: torch.dtype) -> Tensor:
@@ -464,7 +393,7 @@ def _linearise(
     """Jacobians (state and input), sorted eigenvalues, stability classes, readouts, time constants."""
     size = h.shape[-1]
     if h.shape[0]:
-        jac_h, jac_u = vmap(jacrev(_single(model), argnums=(0, 1)))(h, u)
+        jac_h, jac_u = vmap(jacrev(per_state_step(model), argnums=(0, 1)))(h, u)
         eig = torch.linalg.eigvals(jac_h)
         order = torch.argsort(eig.abs(), dim=-1, descending=True, stable=True)
         eig = torch.gather(eig, -1, order)
