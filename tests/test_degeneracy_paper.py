@@ -141,3 +141,28 @@ def test_relative_weight_change_per_member():
     torch.testing.assert_close(
         subset.weight_change["weight_hh"], ensemble.weight_change["weight_hh"][[2, 0]]
     )
+
+
+def test_cli_trains_mup_nets_with_early_stopping_and_reports_both_families(tmp_path):
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "r.html"
+    args = ["degeneracy", "--out", str(out), "--net", "mup_leaky", "--gamma", "0.5", "--hidden", "6",
+            "--n-models", "3", "--steps", "30", "--lr", "0.3", "--loss-threshold", "0.9",
+            "--metrics-family", "both", "--eval-trials", "4", "--dsa-iters", "5", "--dsa-restarts", "0",
+            "-o", "bits=1", "-o", "steps=8"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (
+        "stop step" in result.output and "d_pif" in result.output and "sigma_ood" in result.output
+    )
+    assert out.exists()
+    bad = runner.invoke(app, ["degeneracy", "--out", str(tmp_path / "x.html"), "--gamma", "2"])
+    assert bad.exit_code != 0 and "mup_leaky" in bad.output
+    bad = runner.invoke(
+        app, ["degeneracy", "--out", str(tmp_path / "x.html"), "--metrics-family", "x"]
+    )
+    assert bad.exit_code != 0 and "ours, paper or both" in bad.output

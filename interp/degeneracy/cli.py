@@ -59,6 +59,25 @@ def degeneracy_command(
         help="DSA starts from the spectral relaxation, on top of the identity, a reflection and "
         "the spectral start (0: those three only; faster, may miss the optimum).",
     ),
+    gamma: float = typer.Option(
+        None,
+        help="μP feature-learning strength γ of --net mup_leaky (readout / (γN), learning rate "
+        "γ·lr; default 1). Only for mup_leaky.",
+        callback=positive_finite,
+    ),
+    loss_threshold: float = typer.Option(
+        None,
+        help="Stop each network once its training loss stays below this for --patience steps "
+        "(its weights are then frozen; --steps is the maximum). Networks that never get there "
+        "are excluded from the metrics and counted.",
+        callback=positive_finite,
+    ),
+    patience: int = typer.Option(3, min=1, help="Consecutive steps below --loss-threshold."),
+    metrics_family: str = typer.Option(
+        "ours",
+        help="Metrics to report: ours, paper (Huang et al.: sigma_OOD, Euclidean DSA, d_PIF on "
+        "W_h), or both.",
+    ),
     save_ensemble: Path = typer.Option(
         None, help="Also save the trained ensemble (weights + settings) to this folder."
     ),
@@ -72,6 +91,15 @@ def degeneracy_command(
     (distance after matching hidden units).
     """
     task_options = parse_options(option)
+    if metrics_family not in ("ours", "paper", "both"):
+        raise typer.BadParameter(
+            f"must be ours, paper or both, got {metrics_family!r}", param_hint="--metrics-family"
+        )
+    if gamma is not None and net != "mup_leaky":
+        raise typer.BadParameter(
+            f"applies only to --net mup_leaky, not {net!r}", param_hint="--gamma"
+        )
+    net_options = {} if gamma is None else {"gamma": gamma}
     for path in (out, save_ensemble):
         if path is not None:
             check_output(path, overwrite=overwrite)
@@ -84,7 +112,7 @@ def degeneracy_command(
 
     task_obj = make_task_checked(task, task_options)  # a bad task or option: before training
     with user_errors(ValueError, TypeError):  # interp.rnn.nets raises built-in types for now
-        make_net(net, task_obj.input_size, hidden, task_obj.output_size)
+        make_net(net, task_obj.input_size, hidden, task_obj.output_size, **net_options)
     with user_errors(ValueError, TypeError):  # interp.degeneracy raises built-in types for now
         ensemble = train_ensemble(
             task,
@@ -98,10 +126,18 @@ def degeneracy_command(
             weight_decay=weight_decay,
             activity_penalty=activity_penalty,
             task_options=task_options,
+            net_options=net_options,
+            loss_threshold=loss_threshold,
+            patience=patience,
         )
-    result = measure_degeneracy(
-        ensemble, n_trials=eval_trials, dsa_iters=dsa_iters, dsa_restarts=dsa_restarts
-    )
+    with user_errors(ValueError):  # e.g. every net excluded, or a paper metric that does not apply
+        result = measure_degeneracy(
+            ensemble,
+            n_trials=eval_trials,
+            dsa_iters=dsa_iters,
+            dsa_restarts=dsa_restarts,
+            family=metrics_family,
+        )
     console = Console()
     console.print(ensemble.table())
     console.print(result.table())

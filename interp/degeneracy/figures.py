@@ -21,10 +21,15 @@ def mds_embedding(distances: torch.Tensor | np.ndarray, *, seed: int = 0) -> np.
         raise ValueError(
             f"MDS needs a square distance matrix of at least 3 items, got shape {d.shape}"
         )
-    mds = MDS(
-        n_components=2, metric="precomputed", init="classical_mds", n_init=1, random_state=seed
-    )
-    return mds.fit_transform((d + d.T) / 2)
+    d = (d + d.T) / 2
+    # classical MDS start, with negative eigenvalues clipped: distances that are not Euclidean
+    # (1 − CKA can break the triangle inequality) would give sklearn's own start NaN coordinates
+    n = d.shape[0]
+    centre = np.eye(n) - 1.0 / n
+    values, vectors = np.linalg.eigh(-0.5 * centre @ (d**2) @ centre)
+    start = vectors[:, -2:][:, ::-1] * np.sqrt(np.clip(values[-2:][::-1], 0.0, None))
+    mds = MDS(n_components=2, metric="precomputed", init="random", n_init=1, random_state=seed)
+    return mds.fit_transform(d, init=start)
 
 
 PANELS_PER_ROW = 3

@@ -192,7 +192,9 @@ def ensemble_weights(
     ``initial=True`` gives the members' weights before training (rebuilt from their init seeds).
 
     ``G`` is the number of gate blocks (1 for Elman/leaky, 3 for GRU, 4 for LSTM); ``signs`` is
-    whether flipping a unit's sign is a symmetry (tanh Elman or leaky nets).
+    whether flipping a unit's sign is a symmetry (tanh Elman, leaky or μP nets). For the μP net
+    the effective matrices are returned (``J / N`` and ``W_readout / (γ N)``), not the raw
+    parameters, whose scale is set by the parameterization rather than by the function.
     """
     p, hidden = ensemble.params, ensemble.net["hidden_size"]
     if initial:
@@ -208,9 +210,15 @@ def ensemble_weights(
     n = ensemble.n_models
     w_rec = p["weight_hh"].reshape(n, -1, hidden, hidden)
     w_in = p["weight_ih"].reshape(n, w_rec.shape[1], hidden, -1)
+    w_out = p["out.weight"]
     kind = ensemble.net["kind"]
-    signs = kind == "rnn_tanh" or (kind == "leaky" and ensemble.net.get("nonlinearity") == "tanh")
-    return w_rec, w_in, p["out.weight"], signs
+    if kind == "mup_leaky":  # the matrices that act: W_h = J / N, readout W / (γ N)
+        w_rec = w_rec / hidden
+        w_out = w_out / (ensemble.net.get("gamma", 1.0) * hidden)
+    signs = kind in {"rnn_tanh", "mup_leaky"} or (
+        kind == "leaky" and ensemble.net.get("nonlinearity") == "tanh"
+    )
+    return w_rec, w_in, w_out, signs
 
 
 def amplitude_batch(
