@@ -11,7 +11,6 @@ to (SDPA, or the module's own eager code for eager models, e.g. with softcapping
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
 
 import torch
@@ -28,8 +27,6 @@ from interp.models.interventions import AblationMethod, probe_ablation
 from interp.models.native_sites import HookSites
 from interp.models.placement import input_device
 from interp.models.weights import HeadWeights, onloaded, read_head_weights
-
-Store = Callable[[str, torch.Tensor], None]
 
 
 def _kv_heads(config: object, family: Family) -> int:
