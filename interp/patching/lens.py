@@ -94,6 +94,8 @@ class LogitLens(Result):
             yaxis={"autorange": "reversed", "type": "category"},
             xaxis={"type": "category"},
             template="plotly_white",
+            # a readable row per layer: the cells carry their top token as text
+            height=max(450, 22 * len(fig.data[0].y) + 200),
         )
         return fig
 
