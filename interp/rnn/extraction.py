@@ -320,6 +320,19 @@ def _check_positive(**values: int | float | None) -> None:
             raise InvalidArgumentError(f"{name} must be > 0, got {value}")
 
 
+def _checked_target(
+    target: DFA | None, task: GrammarTask | None, encoding: SymbolEncoding
+) -> DFA | None:
+    """The DFA to compare with: ``target``, else the task's; its alphabet must be the model's."""
+    if target is None and task is not None:
+        target = task.dfa
+    if target is not None and list(target.alphabet) != list(encoding.alphabet):
+        raise InvalidArgumentError(
+            f"target alphabet {target.alphabet} differs from {list(encoding.alphabet)}"
+        )
+    return target
+
+
 def extract_automaton(
     model: Recurrent,
     alphabet: Sequence[str] | SymbolEncoding | GrammarTask,
@@ -376,12 +389,7 @@ def extract_automaton(
     encoding = _encoding(alphabet)
     check_extractable(model, encoding)
     task = alphabet if isinstance(alphabet, GrammarTask) else None
-    if target is None and task is not None:
-        target = task.dfa
-    if target is not None and list(target.alphabet) != list(encoding.alphabet):
-        raise InvalidArgumentError(
-            f"target alphabet {target.alphabet} differs from {list(encoding.alphabet)}"
-        )
+    target = _checked_target(target, task, encoding)
     if method not in METHODS:
         raise InvalidArgumentError(f"method must be one of {METHODS}, got {method!r}")
     _check_positive(
