@@ -202,15 +202,22 @@ class MambaLM(HookedLM):
                 continue
             sites.input(prefix + "hook_resid_pre", block)
             sites.output(prefix + "hook_resid_post", self._layers, str(layer))
-            sites.output(prefix + "hook_mixer_out", block, "mixer")
-            sites.input(prefix + "mixer.hook_in", block, "mixer")
-            wanted = {
-                n[len(prefix) + len("mixer.") :]
-                for n in request.names
-                if n.startswith(prefix) and _is_recomputed(n)
-            }
-            if wanted:
-                self._probe(stack, request, block.mixer, prefix, wanted)
+            self._mixer_hooks(stack, sites, request, block, "mixer", prefix)
+
+    def _mixer_hooks(
+        self, stack: ExitStack, sites, request: Forward, block, path: str, prefix: str
+    ):
+        """One SSM mixer's hooks: its output and input at the module boundary, and the
+        recomputed internals (Δ, B, C, ... ) through a pre-hook when any is asked for."""
+        sites.output(prefix + "hook_mixer_out", block, path)
+        sites.input(prefix + "mixer.hook_in", block, path)
+        wanted = {
+            n[len(prefix) + len("mixer.") :]
+            for n in request.names
+            if n.startswith(prefix) and _is_recomputed(n)
+        }
+        if wanted:
+            self._probe(stack, request, block.get_submodule(path), prefix, wanted)
 
     def _probe(self, stack: ExitStack, request: Forward, mixer, prefix: str, wanted: set) -> None:
         """A forward pre-hook on the mixer that stores the recomputed internals."""

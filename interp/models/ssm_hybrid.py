@@ -25,7 +25,7 @@ from interp.errors import InvalidArgumentError, UnsupportedModelError
 from interp.models.hf_compat import first
 from interp.models.hooked import Forward
 from interp.models.native_sites import HookSites
-from interp.models.ssm import MambaLM, _is_recomputed
+from interp.models.ssm import MambaLM
 from interp.models.ssm_sites import MIXER_HOOKS, fixed_parameters, variant_of
 from interp.models.weights import HeadWeights
 
@@ -99,15 +99,7 @@ class HybridLM(MambaLM):
                 if prefix + "attn.hook_pattern" in request.names:
                     self._pattern(stack, request, block.self_attn, prefix + "attn.hook_pattern")
                 continue
-            sites.output(prefix + "hook_mixer_out", block, "mamba")
-            sites.input(prefix + "mixer.hook_in", block, "mamba")
-            wanted = {
-                n[len(prefix) + len("mixer.") :]
-                for n in request.names
-                if n.startswith(prefix) and _is_recomputed(n)
-            }
-            if wanted:
-                self._probe(stack, request, block.mamba, prefix, wanted)
+            self._mixer_hooks(stack, sites, request, block, "mamba", prefix)
 
     def _pattern(self, stack: ExitStack, request: Forward, attention, name: str) -> None:
         outputs, detach = request.plan.outputs, request.plan.detach
