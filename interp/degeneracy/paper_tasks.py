@@ -17,7 +17,15 @@ from __future__ import annotations
 
 import torch
 
-from interp.rnn.tasks import Task, TaskBatch, _check_batch, _check_split, make_task, register_task
+from interp.rnn.tasks import (
+    Task,
+    TaskBatch,
+    _check_batch,
+    _check_split,
+    make_task,
+    register_task,
+    trial_delays,
+)
 
 NAME = "delayed_discrimination_paper"
 
@@ -52,13 +60,7 @@ class PaperDelayedDiscrimination(Task):
     def sample(self, batch, generator, *, split="train", length=None):
         _check_batch(batch)
         _check_split(split)
-        fixed = self.fixation + 2 * self.stimulus + self.response
-        if length is None:
-            delay = torch.randint(self.delay_min, self.delay_max + 1, (batch,), generator=generator)
-        else:
-            if length < fixed:
-                raise ValueError(f"{NAME} needs length >= {fixed}, got {length}")
-            delay = torch.full((batch,), length - fixed)
+        fixed, delay = trial_delays(self, batch, generator, length)
         span = self.f_max - self.f_min
         f1 = self.f_min + span * torch.rand(batch, generator=generator)
         f2 = self.f_min + span * torch.rand(batch, generator=generator)

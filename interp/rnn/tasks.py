@@ -291,6 +291,21 @@ class SineWave(Task):
         return TaskBatch(x, y, torch.ones(batch, steps, dtype=torch.bool))
 
 
+def trial_delays(
+    task: Task, batch: int, generator: torch.Generator, length: int | None
+) -> tuple[int, torch.Tensor]:
+    """Delayed-discrimination timing: the fixed steps (fixation, two stimuli, response) and one
+    delay per trial, drawn from ``[task.delay_min, task.delay_max]``, or the delay that makes
+    every trial ``length`` steps long."""
+    fixed = task.fixation + 2 * task.stimulus + task.response
+    if length is None:
+        delay = torch.randint(task.delay_min, task.delay_max + 1, (batch,), generator=generator)
+        return fixed, delay
+    if length < fixed:
+        raise ValueError(f"{task.name} needs length >= {fixed}, got {length}")
+    return fixed, torch.full((batch,), length - fixed)
+
+
 class DelayedDiscrimination(Task):
     """Romo's vibrotactile task: after f1, a delay, then f2, answer +1 if f1 > f2 else -1 when cued.
 
@@ -317,13 +332,7 @@ class DelayedDiscrimination(Task):
     def sample(self, batch, generator, *, split="train", length=None):
         _check_batch(batch)
         _check_split(split)
-        fixed = self.fixation + 2 * self.stimulus + self.response
-        if length is None:
-            delay = torch.randint(self.delay_min, self.delay_max + 1, (batch,), generator=generator)
-        else:
-            if length < fixed:
-                raise ValueError(f"delayed_discrimination needs length >= {fixed}, got {length}")
-            delay = torch.full((batch,), length - fixed)
+        fixed, delay = trial_delays(self, batch, generator, length)
         steps = fixed + int(delay.max())
         f1 = 10 + 24 * torch.rand(batch, generator=generator)
         gap = (2 + 6 * torch.rand(batch, generator=generator)) * torch.where(
