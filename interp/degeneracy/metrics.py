@@ -273,86 +273,20 @@ def measure_degeneracy(
     ``family`` ("ours", "paper", "both") picks the default set when ``metrics`` is None;
     ``pif_options`` go to :func:`interp.degeneracy.paper_metrics.pif_distance`.
     """
-    if not isinstance(ensemble, Ensemble):
-        raise InputTypeError(
-            "measure_degeneracy needs an Ensemble (from interp.degeneracy.train_ensemble(...) or "
-            f"Ensemble.load(path)), got {type(ensemble).__name__}"
-        )
-    if not 0.0 <= float(min_accuracy) <= 1.0:
-        raise InvalidArgumentError(f"min_accuracy must lie in [0, 1], got {min_accuracy}")
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {list(FAMILIES)}, got {family!r}")
-    chosen = list(FAMILIES[family]) if metrics is None else list(metrics)
-    unknown = [m for m in chosen if m not in ALL_METRICS]
-    if unknown or not chosen:
-        raise ValueError(f"unknown metrics {unknown or chosen}; choose from {list(ALL_METRICS)}")
-    excluded = [ensemble.seeds[i] for i in range(ensemble.n_models) if i not in ensemble.converged]
-    if excluded:
-        ensemble = ensemble.subset(ensemble.converged)
-    if ensemble.n_models < 2:
-        raise ValueError(
-            "an ensemble needs at least 2 members to measure degeneracy"
-            + (f" ({len(excluded)} excluded: never reached the loss threshold)" if excluded else "")
-        )
+    chosen, ensemble, excluded = _checked(ensemble, metrics, family, min_accuracy)
     task = ensemble.make_task()
     test = held_out(task, eval_seed, n_trials)
     outputs, states = ensemble.run(test.x)
     steps = trial_steps(test.mask)  # [B, T]: drop the padding of variable-length trials
     distances: dict[str, Tensor] = {}
     skipped: dict[str, str] = {}
-    if "behaviour" in chosen:
-        distances["behaviour"] = behaviour_distances(outputs, test.mask, task.loss)
-    if "behaviour_ood" in chosen:
-        ood = held_out(task, eval_seed, n_trials, length=int(round(ood_factor * test.x.shape[1])))
-        distances["behaviour_ood"] = behaviour_distances(
-            ensemble.run(ood.x)[0], ood.mask, task.loss
-        )
-    if "behaviour_amp" in chosen:
-        scaled = amplitude_batch(task, eval_seed, n_trials, tuple(ood_amplitudes))
-        if isinstance(scaled, str):
-            if metrics is not None:
-                raise ValueError(f"behaviour_amp does not apply: {scaled}")
-            skipped["behaviour_amp"] = scaled
-        else:
-            distances["behaviour_amp"] = behaviour_distances(
-                ensemble.run(scaled.x)[0], scaled.mask, task.loss
-            )
-    if {"dsa", "eigen_w1", "dsa_euclid"} & set(chosen):
-        operators = fit_dmd(
-            states.double(),
-            n_delays=n_delays,
-            rank=min(rank, n_delays * states.shape[-1]),
-            ridge=ridge,
-            valid=steps,
-        )
-        if "dsa" in chosen:
-            distances["dsa"] = dsa_distances(operators, iters=dsa_iters, restarts=dsa_restarts)
-        if "eigen_w1" in chosen:
-            distances["eigen_w1"] = eigenvalue_wasserstein(operators)
-        if "dsa_euclid" in chosen:
-            distances["dsa_euclid"] = dsa_distances(
-                operators, iters=dsa_iters, restarts=dsa_restarts, score="euclidean"
-            )
-    if "cka" in chosen:
-        distances["cka"] = cka_distances(states[:, steps])
-    if "procrustes" in chosen:
-        distances["procrustes"] = procrustes_distances(states[:, steps])
-    if "weights" in chosen:
-        w_rec, w_in, w_out, signs = ensemble_weights(ensemble)
-        distances["weights"] = weight_distances(w_rec, w_in, w_out, signs=signs)
-    if "weights_init" in chosen:
-        w_rec, w_in, w_out, signs = ensemble_weights(ensemble, initial=True)
-        distances["weights_init"] = weight_distances(w_rec, w_in, w_out, signs=signs)
+    ood_options = (ood_factor, tuple(ood_amplitudes), metrics is not None)
+    _behaviour(distances, skipped, chosen, ensemble, task, test, outputs, eval_seed, ood_options)
+    dsa_options = {"n_delays": n_delays, "rank": rank, "ridge": ridge}
+    dsa_options |= {"iters": dsa_iters, "restarts": dsa_restarts}
+    _dynamics(distances, chosen, states, steps, dsa_options)
     pif = dict(pif_options or {})
-    n = ensemble.net["hidden_size"]
-    if {"d_pif", "d_pif_norm"} & set(chosen):
-        d_pif = pif_distances(recurrent_matrices(ensemble), **pif)
-        if "d_pif" in chosen:
-            distances["d_pif"] = d_pif
-        if "d_pif_norm" in chosen:
-            distances["d_pif_norm"] = d_pif / n**2
-    if "d_pif_init" in chosen:
-        distances["d_pif_init"] = pif_distances(recurrent_matrices(ensemble, initial=True), **pif)
+    _weights(distances, chosen, ensemble, pif)
     summary = {name: degeneracy(d) for name, d in distances.items()}
     per_member: dict[str, Tensor] = {}
     if "sigma_ood" in chosen:
@@ -387,3 +321,98 @@ def measure_degeneracy(
             "pif_options": pif,
         },
     )
+
+
+def _checked(
+    ensemble: Ensemble, metrics: list[str] | None, family: str, min_accuracy: float
+) -> tuple[list[str], Ensemble, list[int]]:
+    """The metrics to measure, the ensemble without members that never reached the loss
+    threshold, and those members' seeds; every argument checked first."""
+    if not isinstance(ensemble, Ensemble):
+        raise InputTypeError(
+            "measure_degeneracy needs an Ensemble (from interp.degeneracy.train_ensemble(...) or "
+            f"Ensemble.load(path)), got {type(ensemble).__name__}"
+        )
+    if not 0.0 <= float(min_accuracy) <= 1.0:
+        raise InvalidArgumentError(f"min_accuracy must lie in [0, 1], got {min_accuracy}")
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {list(FAMILIES)}, got {family!r}")
+    chosen = list(FAMILIES[family]) if metrics is None else list(metrics)
+    unknown = [m for m in chosen if m not in ALL_METRICS]
+    if unknown or not chosen:
+        raise ValueError(f"unknown metrics {unknown or chosen}; choose from {list(ALL_METRICS)}")
+    excluded = [ensemble.seeds[i] for i in range(ensemble.n_models) if i not in ensemble.converged]
+    if excluded:
+        ensemble = ensemble.subset(ensemble.converged)
+    if ensemble.n_models < 2:
+        raise ValueError(
+            "an ensemble needs at least 2 members to measure degeneracy"
+            + (f" ({len(excluded)} excluded: never reached the loss threshold)" if excluded else "")
+        )
+    return chosen, ensemble, excluded
+
+
+def _behaviour(distances, skipped, chosen, ensemble, task, test, outputs, eval_seed, ood) -> None:
+    """Behavioural distances: in distribution, on longer trials, at other input amplitudes."""
+    ood_factor, amplitudes, named = ood
+    n_trials = test.x.shape[0]
+    if "behaviour" in chosen:
+        distances["behaviour"] = behaviour_distances(outputs, test.mask, task.loss)
+    if "behaviour_ood" in chosen:
+        ood_set = held_out(
+            task, eval_seed, n_trials, length=int(round(ood_factor * test.x.shape[1]))
+        )
+        distances["behaviour_ood"] = behaviour_distances(
+            ensemble.run(ood_set.x)[0], ood_set.mask, task.loss
+        )
+    if "behaviour_amp" in chosen:
+        scaled = amplitude_batch(task, eval_seed, n_trials, amplitudes)
+        if isinstance(scaled, str):
+            if named:
+                raise ValueError(f"behaviour_amp does not apply: {scaled}")
+            skipped["behaviour_amp"] = scaled
+        else:
+            distances["behaviour_amp"] = behaviour_distances(
+                ensemble.run(scaled.x)[0], scaled.mask, task.loss
+            )
+
+
+def _dynamics(distances, chosen, states, steps, options) -> None:
+    """Dynamical distances: DSA (angular, Euclidean) and eigenvalue W1 on one DMD fit, CKA and
+    Procrustes on the states."""
+    if {"dsa", "eigen_w1", "dsa_euclid"} & set(chosen):
+        operators = fit_dmd(
+            states.double(),
+            n_delays=options["n_delays"],
+            rank=min(options["rank"], options["n_delays"] * states.shape[-1]),
+            ridge=options["ridge"],
+            valid=steps,
+        )
+        search = {"iters": options["iters"], "restarts": options["restarts"]}
+        if "dsa" in chosen:
+            distances["dsa"] = dsa_distances(operators, **search)
+        if "eigen_w1" in chosen:
+            distances["eigen_w1"] = eigenvalue_wasserstein(operators)
+        if "dsa_euclid" in chosen:
+            distances["dsa_euclid"] = dsa_distances(operators, **search, score="euclidean")
+    if "cka" in chosen:
+        distances["cka"] = cka_distances(states[:, steps])
+    if "procrustes" in chosen:
+        distances["procrustes"] = procrustes_distances(states[:, steps])
+
+
+def _weights(distances, chosen, ensemble, pif) -> None:
+    """Weight distances: ours (matched, all matrices, final and initial) and the paper's d_PIF."""
+    for name, initial in (("weights", False), ("weights_init", True)):
+        if name in chosen:
+            w_rec, w_in, w_out, signs = ensemble_weights(ensemble, initial=initial)
+            distances[name] = weight_distances(w_rec, w_in, w_out, signs=signs)
+    n = ensemble.net["hidden_size"]
+    if {"d_pif", "d_pif_norm"} & set(chosen):
+        d_pif = pif_distances(recurrent_matrices(ensemble), **pif)
+        if "d_pif" in chosen:
+            distances["d_pif"] = d_pif
+        if "d_pif_norm" in chosen:
+            distances["d_pif_norm"] = d_pif / n**2
+    if "d_pif_init" in chosen:
+        distances["d_pif_init"] = pif_distances(recurrent_matrices(ensemble, initial=True), **pif)
