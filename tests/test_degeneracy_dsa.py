@@ -14,6 +14,7 @@ from interp.degeneracy.dsa import (
     delay_embed,
     dsa_distances,
     eigenvalue_wasserstein,
+    explained_rank,
     fit_dmd,
     procrustes_vector_fields,
 )
@@ -96,6 +97,26 @@ def test_fit_dmd_recovers_the_spectrum_of_a_linear_system():
     fitted = fit_dmd(states, n_delays=1, rank=4)
     got = torch.linalg.eigvals(fitted).real.sort().values
     torch.testing.assert_close(got, eigenvalues.sort().values, atol=1e-8, rtol=0)
+
+
+def test_explained_rank_finds_the_latent_dimension_and_matches_float64_energy():
+    g = torch.Generator().manual_seed(3)
+    a = 0.9 * _random_orthogonal(3, g)
+    latent = _simulate(a, trials=4, steps=25, generator=g)  # 3-dim linear dynamics
+    planar = _simulate(0.8 * _random_orthogonal(2, g), trials=4, steps=25, generator=g)
+    embed = torch.randn(3, 12, generator=g, dtype=torch.float64)
+    states = torch.stack([latent @ embed, planar @ embed[:2]])  # two models: rank 3, 2
+    # delayed copies of a linear system are linear in its current state: the rank stays 3 (2)
+    got = explained_rank(states, n_delays=4, variance=1.0)
+    assert got.tolist() == [3, 2]
+    noisy = torch.randn(2, 4, 20, 6, generator=g, dtype=torch.float64)
+    energy = np.linalg.svd(delay_embed(noisy, 2).reshape(2, -1, 12).numpy(), compute_uv=False) ** 2
+    share = np.cumsum(energy, axis=-1) / energy.sum(-1, keepdims=True)
+    for variance in (0.5, 0.9, 0.99):
+        expected = [int(np.searchsorted(row, variance) + 1) for row in share]
+        assert explained_rank(noisy, n_delays=2, variance=variance).tolist() == expected
+    with pytest.raises(ValueError, match=r"variance must be in \(0, 1\]"):
+        explained_rank(noisy, variance=0.0)
 
 
 def _invariants(m: np.ndarray) -> np.ndarray:

@@ -78,23 +78,13 @@ def fit_dmd(
     to ``T``): only delay windows made of valid steps, and transitions between two such windows,
     enter the SVD and the regression. Returns ``[..., r, r]``.
     """
-    if states.ndim < 3:
-        raise ValueError(f"states must be [..., trials, T, n], got shape {tuple(states.shape)}")
     if ridge < 0:
         raise ValueError(f"ridge must be >= 0, got {ridge}")
-    hankel = delay_embed(states, n_delays, delay_interval)  # [..., trials, T', D]
+    hankel, windows = _valid_embedding(states, n_delays, delay_interval, valid)
     dim = hankel.shape[-1]
     rank = dim if rank is None else rank
     if not 1 <= rank <= dim:
         raise ValueError(f"rank must be in [1, {dim}] (the delay-embedding dimension), got {rank}")
-    windows = torch.ones(hankel.shape[-3:-1], dtype=hankel.dtype, device=hankel.device)
-    if valid is not None:
-        if valid.shape != states.shape[-3:-1]:
-            raise ValueError(
-                f"valid must be [trials, T] = {tuple(states.shape[-3:-1])}, got {tuple(valid.shape)}"
-            )
-        span = (n_delays - 1) * delay_interval + 1
-        windows = valid.unfold(-1, span, 1)[..., ::delay_interval].all(-1).to(hankel.dtype)
     transitions = windows[:, :-1] * windows[:, 1:]
     if transitions.sum() == 0:
         raise ValueError(
@@ -108,6 +98,51 @@ def fit_dmd(
     after = (z[..., 1:, :] * weight).reshape(*z.shape[:-3], -1, rank)
     gram = before.mT @ before + ridge * torch.eye(rank, dtype=z.dtype, device=z.device)
     return torch.linalg.solve(gram, before.mT @ after).mT
+
+
+def _valid_embedding(
+    states: torch.Tensor, n_delays: int, delay_interval: int, valid: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The delay embedding ``[..., trials, T', D]`` of ``states`` and its window mask
+    ``[trials, T']`` (1 where every step of the window is valid)."""
+    if states.ndim < 3:
+        raise ValueError(f"states must be [..., trials, T, n], got shape {tuple(states.shape)}")
+    hankel = delay_embed(states, n_delays, delay_interval)
+    windows = torch.ones(hankel.shape[-3:-1], dtype=hankel.dtype, device=hankel.device)
+    if valid is not None:
+        if valid.shape != states.shape[-3:-1]:
+            raise ValueError(
+                f"valid must be [trials, T] = {tuple(states.shape[-3:-1])}, got {tuple(valid.shape)}"
+            )
+        span = (n_delays - 1) * delay_interval + 1
+        windows = valid.unfold(-1, span, 1)[..., ::delay_interval].all(-1).to(hankel.dtype)
+    return hankel, windows
+
+
+def explained_rank(
+    states: torch.Tensor,
+    *,
+    n_delays: int = 1,
+    delay_interval: int = 1,
+    variance: float = 0.99,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The smallest DMD rank that keeps ``variance`` of each delay embedding's energy.
+
+    ``states [..., trials, T, n]`` -> ``[...]`` (long): for each leading index (e.g. each model),
+    the least ``r`` with ``Σ_{i<=r} s_i² >= variance · Σ_i s_i²`` over the singular values ``s``
+    of the (uncentred, valid-window) delay embedding that :func:`fit_dmd` projects. DSA fixes
+    the rank within a task; picking it as a statistic of this per-model rank over every net of
+    the task (rather than by hand) makes the choice a rule that applies across widths.
+    """
+    if not 0 < variance <= 1:
+        raise ValueError(f"variance must be in (0, 1], got {variance}")
+    hankel, windows = _valid_embedding(states, n_delays, delay_interval, valid)
+    flat = (hankel * windows[..., None]).reshape(*hankel.shape[:-3], -1, hankel.shape[-1])
+    energy = torch.linalg.svdvals(flat).square()
+    kept = energy.cumsum(-1) / energy.sum(-1, keepdim=True)
+    # float slack: a rank that keeps all of the energy up to rounding counts as keeping it all
+    return (kept < variance - 1e-12).sum(-1) + 1
 
 
 def _cayley(params: torch.Tensor) -> torch.Tensor:
