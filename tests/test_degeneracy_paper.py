@@ -9,6 +9,7 @@ import torch
 
 from interp.degeneracy import measure_degeneracy, train_ensemble
 from interp.degeneracy.mup import MuPLeakyNet
+from interp.degeneracy.stopping import Plateau
 from interp.rnn.nets import make_net
 
 TINY = {"bits": 1, "steps": 8, "p_pulse": 0.3}
@@ -65,11 +66,17 @@ def test_mup_initialization_variances_and_learning_rate_scale():
         MuPLeakyNet(1, 2, 1, tau=1.5)
 
 
-def _train(steps: int, threshold: float | None, vectorized: bool = True, patience: int = 1):
+def _train(
+    steps: int,
+    threshold: float | None,
+    vectorized: bool = True,
+    patience: int = 1,
+    lr_plateau: dict | None = None,
+):
     return train_ensemble(
         "flipflop", "mup_leaky", 4, hidden_size=8, steps=steps, batch_size=8, lr=0.3,
         grad_clip=None, task_options=TINY, loss_threshold=threshold, patience=patience,
-        vectorized=vectorized, progress=False,
+        lr_plateau=lr_plateau, vectorized=vectorized, progress=False,
     )  # fmt: skip
 
 
@@ -109,6 +116,46 @@ def test_vectorized_early_stopping_matches_the_sequential_reference():
     assert torch.equal(vec.stop_step, seq.stop_step)
     for name in vec.params:
         torch.testing.assert_close(vec.params[name], seq.params[name], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("window", [1, 3])
+def test_plateau_lowers_each_members_rate_as_torchs_reduce_lr_on_plateau(window):
+    g = torch.Generator().manual_seed(0)
+    trend = torch.linspace(1.0, 0.5, 60).view(-1, 1)
+    losses = trend * torch.tensor([1.0, 0.0, 0.5]) + torch.rand(60, 3, generator=g)  # [steps, N]
+    plateau = Plateau(3, factor=0.5, patience=2, window=window, threshold=0.01, min_factor=0.1)
+    references, distinct = [], 0
+    for _ in range(3):
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=0.5, patience=2, threshold=0.01, min_lr=0.1
+        )
+        references.append((optimizer, scheduler))
+    for step, row in enumerate(losses):
+        factors = plateau.update(step, row)
+        if (step + 1) % window == 0:
+            window_mean = losses[step + 1 - window : step + 1].double().mean(0)
+            for i, (_, scheduler) in enumerate(references):
+                scheduler.step(float(window_mean[i]))
+        expected = [optimizer.param_groups[0]["lr"] for optimizer, _ in references]
+        torch.testing.assert_close(factors, torch.tensor(expected, dtype=torch.float64))
+        distinct += len(set(factors.tolist())) > 1
+    assert distinct > 0 and factors.min() == 0.1  # lowered at different times, down to the floor
+    with pytest.raises(ValueError, match="0 < factor < 1"):
+        Plateau(2, factor=1.5)
+
+
+def test_vectorized_plateau_schedule_matches_per_member_optimizers():
+    schedule = {"factor": 0.5, "patience": 1, "window": 2, "threshold": 0.5}
+    vec, seq = (
+        _train(16, None, True, lr_plateau=schedule),
+        _train(16, None, False, lr_plateau=schedule),
+    )
+    plain = _train(16, None)
+    assert vec.settings["lr_plateau"] == schedule
+    for name in vec.params:  # the sequential path sets each optimizer's own learning rate
+        torch.testing.assert_close(vec.params[name], seq.params[name], rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(vec.params["weight_hh"], plain.params["weight_hh"])
 
 
 def test_members_that_never_reach_the_threshold_are_reported_and_excluded():
@@ -152,7 +199,7 @@ def test_cli_trains_mup_nets_with_early_stopping_and_reports_both_families(tmp_p
     out = tmp_path / "r.html"
     args = ["degeneracy", "--out", str(out), "--net", "mup_leaky", "--gamma", "0.5", "--hidden", "6",
             "--n-models", "3", "--steps", "30", "--lr", "0.3", "--loss-threshold", "0.9",
-            "--metrics-family", "both", "--eval-trials", "4", "--dsa-iters", "5", "--dsa-restarts", "0",
+            "--lr-plateau", "0.5,2,5", "--metrics-family", "both", "--eval-trials", "4", "--dsa-iters", "5", "--dsa-restarts", "0",
             "-o", "bits=1", "-o", "steps=8"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -166,3 +213,7 @@ def test_cli_trains_mup_nets_with_early_stopping_and_reports_both_families(tmp_p
         app, ["degeneracy", "--out", str(tmp_path / "x.html"), "--metrics-family", "x"]
     )
     assert bad.exit_code != 0 and "ours, paper or both" in bad.output
+    bad = runner.invoke(
+        app, ["degeneracy", "--out", str(tmp_path / "x.html"), "--lr-plateau", "0.5,40"]
+    )
+    assert bad.exit_code != 0 and "FACTOR,PATIENCE,WINDOW" in bad.output

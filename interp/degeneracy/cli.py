@@ -73,6 +73,12 @@ def degeneracy_command(
         callback=positive_finite,
     ),
     patience: int = typer.Option(3, min=1, help="Consecutive steps below --loss-threshold."),
+    lr_plateau: str = typer.Option(
+        None,
+        help="Lower each network's learning rate on its own loss plateaus: FACTOR,PATIENCE,WINDOW "
+        "(e.g. 0.5,40,50: halve after more than 40 windows of 50 steps without a relative "
+        "improvement of 1e-4 in the window's mean loss; Huang et al.'s ReduceLROnPlateau).",
+    ),
     metrics_family: str = typer.Option(
         "ours",
         help="Metrics to report: ours, paper (Huang et al.: sigma_OOD, Euclidean DSA, d_PIF on "
@@ -100,6 +106,7 @@ def degeneracy_command(
             f"applies only to --net mup_leaky, not {net!r}", param_hint="--gamma"
         )
     net_options = {} if gamma is None else {"gamma": gamma}
+    plateau = None if lr_plateau is None else _plateau(lr_plateau)
     for path in (out, save_ensemble):
         if path is not None:
             check_output(path, overwrite=overwrite)
@@ -129,6 +136,7 @@ def degeneracy_command(
             net_options=net_options,
             loss_threshold=loss_threshold,
             patience=patience,
+            lr_plateau=plateau,
         )
     with user_errors(ValueError):  # e.g. every net excluded, or a paper metric that does not apply
         result = measure_degeneracy(
@@ -162,3 +170,19 @@ def degeneracy_command(
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the main `interp` app."""
     app.command("degeneracy")(degeneracy_command)
+
+
+def _plateau(text: str) -> dict[str, float | int]:
+    """``"FACTOR,PATIENCE,WINDOW"`` -> the ``lr_plateau`` options of ``train_ensemble``."""
+    parts = text.split(",")
+    try:
+        factor, patience, window = float(parts[0]), int(parts[1]), int(parts[2])
+        if len(parts) != 3 or not 0 < factor < 1 or patience < 0 or window < 1:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise typer.BadParameter(
+            f"must be FACTOR,PATIENCE,WINDOW with 0 < FACTOR < 1, PATIENCE >= 0 and WINDOW >= 1 "
+            f"(e.g. 0.5,40,50), got {text!r}",
+            param_hint="--lr-plateau",
+        ) from None
+    return {"factor": factor, "patience": patience, "window": window}

@@ -17,6 +17,11 @@ the threshold; such members are excluded by the degeneracy metrics and counted),
 the training loss there (or at the last step). ``weight_change[name][i]`` is the relative change
 ``‖W_T − W_0‖ / ‖W_0‖`` of each parameter, the lazy (≪ 1) vs over-driven (≫ 1) diagnostic.
 
+A learning-rate plateau schedule (``lr_plateau``, Huang et al.'s ReduceLROnPlateau) lowers each
+member's learning rate on its own loss: the batched Adam step is rescaled per member (the update
+of Adam with learning rate ``s·lr`` is ``s`` times the update with ``lr``), the same mechanism
+that freezes stopped members (``s = 0``).
+
 Net kinds with an ``lr_scale`` (the μP net of :mod:`interp.degeneracy.mup`: ``γ``) train with the
 learning rate ``lr × lr_scale`` (``η = γ η0``; ``settings["effective_lr"]``).
 
@@ -38,7 +43,7 @@ from tqdm import tqdm
 from interp import __version__
 from interp.degeneracy import mup as _mup  # noqa: F401  (registers the mup_leaky net kind)
 from interp.degeneracy import paper_tasks as _paper_tasks  # noqa: F401  (registers paper tasks)
-from interp.degeneracy.stopping import Stopper, relative_change
+from interp.degeneracy.stopping import Plateau, Stopper, relative_change
 from interp.degeneracy.training import DataStream, activity, held_out, masked_loss
 from interp.results import Result
 from interp.rnn.nets import make_net
@@ -219,6 +224,7 @@ def train_ensemble(
     net_options: dict[str, Any] | None = None,
     loss_threshold: float | None = None,
     patience: int = 3,
+    lr_plateau: dict[str, Any] | None = None,
     vectorized: bool = True,
     progress: bool = True,
 ) -> Ensemble:
@@ -229,7 +235,9 @@ def train_ensemble(
     loss is the task loss plus ``activity_penalty * mean(h²)`` over the states of the trial steps
     (padding after a variable-length trial's end excluded); ``weight_decay`` is AdamW's decay.
     ``loss_threshold`` / ``patience``: per-member early stopping (see the module docstring);
-    ``steps`` is then the maximum. ``vectorized=False`` trains the members one after another on
+    ``steps`` is then the maximum. ``lr_plateau`` (e.g. ``{"factor": 0.5, "patience": 40,
+    "window": 50}``) lowers each member's learning rate on its own loss plateaus (see
+    :class:`interp.degeneracy.stopping.Plateau`). ``vectorized=False`` trains the members one after another on
     the same data (reference path).
     """
     task_obj = make_task(task, **(task_options or {})) if isinstance(task, str) else task
@@ -268,6 +276,7 @@ def train_ensemble(
         "effective_lr": lr * float(getattr(models[0], "lr_scale", 1.0)),
         "loss_threshold": loss_threshold,
         "patience": patience,
+        "lr_plateau": lr_plateau,
         "weight_decay": weight_decay,
         "activity_penalty": activity_penalty,
         "grad_clip": grad_clip,
@@ -278,7 +287,8 @@ def train_ensemble(
     }
     trainer = _train_vectorized if vectorized else _train_sequential
     stopper = Stopper(n_models, loss_threshold, patience)
-    params, losses = trainer(models, task_obj.loss, stream, settings, stopper, progress)
+    plateau = None if lr_plateau is None else Plateau(n_models, **lr_plateau)
+    params, losses = trainer(models, task_obj.loss, stream, settings, (stopper, plateau), progress)
     ensemble = Ensemble(
         params=params,
         net=models[0].config,
@@ -303,7 +313,13 @@ def _objective(outputs: Tensor, states: Tensor, batch: TaskBatch, kind: str, pen
     return task_loss + penalty * activity(states, batch.mask), task_loss
 
 
-def _train_vectorized(models, kind, stream, settings, stopper, progress):
+def _update_scale(active: Tensor, plateau: Plateau | None) -> Tensor | None:
+    """Each member's multiplier of this step's update (0: stopped), or None when all are 1."""
+    scale = active.double() if plateau is None else active.double() * plateau.scale
+    return None if bool((scale == 1).all()) else scale
+
+
+def _train_vectorized(models, kind, stream, settings, schedule, progress):
     template = copy.deepcopy(models[0]).to("meta")
     stacked, _ = stack_module_state(models)
     params = {name: value.detach().clone().requires_grad_(True) for name, value in stacked.items()}
@@ -320,6 +336,7 @@ def _train_vectorized(models, kind, stream, settings, stopper, progress):
     optimizer = torch.optim.AdamW(
         list(params.values()), lr=settings["effective_lr"], weight_decay=settings["weight_decay"]
     )
+    stopper, plateau = schedule
     losses = []
     bar = tqdm(range(settings["steps"]), desc="ensemble", disable=not progress)
     for step in bar:
@@ -331,24 +348,33 @@ def _train_vectorized(models, kind, stream, settings, stopper, progress):
         active = stopper.update(step, task_loss)  # who still trains after this step's check
         if not active.any():
             break
+        if plateau is not None:
+            plateau.update(step, task_loss)
         total.sum().backward()
         if settings["grad_clip"] is not None:
             _clip_per_model(
                 {name: value.grad for name, value in params.items()}, settings["grad_clip"]
             )
-        frozen = None if active.all() else {n: v.detach().clone() for n, v in params.items()}
+        scale = _update_scale(active, plateau)
+        before = None if scale is None else {n: v.detach().clone() for n, v in params.items()}
         optimizer.step()
-        if frozen is not None:  # mask the update itself: stopped members keep their parameters
+        if before is not None:
+            # scale the update itself: 0 freezes a stopped member (its parameters are restored
+            # exactly), a plateau factor s gives the step of learning rate s·lr (Adam's and
+            # AdamW's decoupled-decay updates are both proportional to the learning rate)
             with torch.no_grad():
                 for name, value in params.items():
-                    keep = active.view(-1, *([1] * (value.ndim - 1)))
-                    value.copy_(torch.where(keep, value, frozen[name]))
+                    s = scale.to(value.dtype).view(-1, *([1] * (value.ndim - 1)))
+                    stepped = before[name] + s * (value - before[name])
+                    stepped = torch.where(s == 1, value, stepped)
+                    value.copy_(torch.where(s == 0, before[name], stepped))
         if step % 20 == 0:
             bar.set_postfix(loss=f"{float(task_loss.mean()):.4f}", active=int(active.sum()))
     return {name: value.detach() for name, value in params.items()}, torch.stack(losses)
 
 
-def _train_sequential(models, kind, stream, settings, stopper, progress):
+def _train_sequential(models, kind, stream, settings, schedule, progress):
+    stopper, plateau = schedule
     optimizers = [
         torch.optim.AdamW(
             m.parameters(), lr=settings["effective_lr"], weight_decay=settings["weight_decay"]
@@ -372,9 +398,14 @@ def _train_sequential(models, kind, stream, settings, stopper, progress):
         active = stopper.update(step, losses[-1])
         if not active.any():
             break
+        if plateau is not None:
+            plateau.update(step, losses[-1])
         for i, (model, optimizer) in enumerate(zip(models, optimizers, strict=True)):
             if not active[i]:
                 continue  # a stopped member takes no more steps
+            if plateau is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = settings["effective_lr"] * float(plateau.scale[i])
             totals[i].backward()
             if settings["grad_clip"] is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
