@@ -50,6 +50,7 @@ import time
 from pathlib import Path
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from interp.degeneracy import Ensemble, measure_degeneracy, train_ensemble
 from interp.degeneracy.dsa import explained_rank
@@ -450,7 +451,10 @@ def option(name: str) -> str | None:
 
 
 def main() -> None:
+    # one thread for torch and for numpy's BLAS (d_PIF): without the BLAS limit, runs side by
+    # side kept two busy threads each and oversubscribed the two cores
     torch.set_num_threads(1)
+    threadpool_limits(1)
     cache = Path(option("--cache")) if option("--cache") else None
     only = None if option("--only") is None else [int(i) for i in option("--only").split(",")]
     if cache is not None:
