@@ -32,8 +32,8 @@ only those sections (to split the measuring over processes once the nets are cac
 The main run (3-bit flip-flop: widths 32-256 at γ = 1 and at γ = 0.3, bits 1-3 at width 128, 32
 nets each) and ``--sweep delay`` (delayed discrimination with f1, f2 ∈ [2, 10] at delays 5–10,
 10–15 and 15–20, each without and with the auxiliary |f2 − f1| output, width 128, 32 nets each)
-take about an hour each on one thread (``torch.set_num_threads(1)``; run them side by side on
-two cores). Both stop at training MSE 0.02: ``--loss-floor`` (about 5 minutes) shows why the
+took 47 minutes of training plus 78 of measuring, and 97 minutes, on one thread each (torch and
+BLAS limited to one thread; run them side by side on two cores). Both stop at training MSE 0.02: ``--loss-floor`` (about 5 minutes) shows why the
 paper's 0.001 is not used — with a per-member plateau schedule the flip-flop nets level off near
 0.01. ``--dsa-sensitivity`` (a few minutes, on the cached nets) measures DSA at other ranks and
 delay counts and prints the explained-energy ranks, to see whether a DSA trend is a property of
