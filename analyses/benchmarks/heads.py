@@ -31,40 +31,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
-import threading
-import time
 
 import torch
-
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def rss() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * PAGE
-
-
-def measure(fn) -> tuple[float, float]:
-    """(seconds, peak RSS growth in MiB) of ``fn()``."""
-    base, peak, done = rss(), [0], threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], rss())
-            time.sleep(0.002)
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    start = time.perf_counter()
-    fn()
-    seconds = time.perf_counter() - start
-    done.set()
-    thread.join()
-    return seconds, (max(peak[0], rss()) - base) / 2**20
+from peak_memory import measure
 
 
 def word_tokens(tokenizer, n: int, seed: int) -> list[int]:
@@ -110,7 +82,7 @@ def worker(task: str, method: str, length: int, steps: int) -> dict:
                     ("s", "mib"),
                     measure(
                         lambda: induction_scores(lm, seq_len=seq_len, tokens=tokens, progress=False)
-                    ),
+                    )[1:],
                     strict=True,
                 )
             )
@@ -128,7 +100,7 @@ def worker(task: str, method: str, length: int, steps: int) -> dict:
             return dict(
                 zip(
                     ("s", "mib"),
-                    measure(lambda: detect_head(bridge, text, "induction_head")),
+                    measure(lambda: detect_head(bridge, text, "induction_head"))[1:],
                     strict=True,
                 )
             )
@@ -168,8 +140,8 @@ def worker(task: str, method: str, length: int, steps: int) -> dict:
 
 def timed(whole, prefill) -> dict:
     """Seconds and MiB of the whole test, and seconds of its prefill alone (measured apart)."""
-    seconds, mib = measure(whole)
-    return {"s": seconds, "mib": mib, "prefill_s": measure(prefill)[0]}
+    _, seconds, mib = measure(whole)
+    return {"s": seconds, "mib": mib, "prefill_s": measure(prefill)[1]}
 
 
 @torch.no_grad()

@@ -24,45 +24,16 @@ TransformerLens call first, in this one process. The printout goes to ``--out``.
 from __future__ import annotations
 
 import argparse
-import os
-import threading
-import time
 import warnings
 from pathlib import Path
 
 import torch
+from peak_memory import measure
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
 CLEAN = "When Mary and John went to the store, John gave a drink to"
 CORRUPT = "When Mary and John went to the store, Mary gave a drink to"
 ANSWER, WRONG = " Mary", " John"
 OUT = Path(__file__).resolve().parents[1] / "results" / "bench_patching.txt"
-
-
-def rss() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * PAGE
-
-
-def measure(fn):
-    """``(result, seconds, peak RSS growth in MiB)`` of ``fn()``."""
-    base, peak, done = rss(), [0], threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], rss())
-            time.sleep(0.002)
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    start = time.perf_counter()
-    try:
-        result = fn()
-    finally:
-        seconds = time.perf_counter() - start
-        done.set()
-        thread.join()
-    return result, seconds, (max(peak[0], rss()) - base) / 2**20
 
 
 def boot_bridge():
