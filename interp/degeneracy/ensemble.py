@@ -175,7 +175,13 @@ def _template(net_config: dict[str, Any]) -> nn.Module:
 
 
 def _check_settings(
-    n_models: int, seeds: list[int], data_seeds: list[int], steps: int, lr: float
+    n_models: int,
+    seeds: list[int],
+    data_seeds: list[int],
+    steps: int,
+    lr: float,
+    loss_threshold: float | None,
+    patience: int,
 ) -> None:
     if n_models < 1:
         raise ValueError(f"n_models must be >= 1, got {n_models}")
@@ -194,6 +200,10 @@ def _check_settings(
         )
     if steps < 1 or lr <= 0:
         raise ValueError(f"steps must be >= 1 and lr > 0, got steps={steps}, lr={lr}")
+    if loss_threshold is not None and not loss_threshold > 0:
+        raise ValueError(f"loss_threshold must be > 0 or None, got {loss_threshold}")
+    if patience < 1:
+        raise ValueError(f"patience must be >= 1, got {patience}")
 
 
 def _clip_per_model(grads: dict[str, Tensor], max_norm: float) -> None:
@@ -251,11 +261,7 @@ def train_ensemble(
         if data_seeds is None
         else [int(s) for s in data_seeds]
     )
-    _check_settings(n_models, seeds, data_seeds, steps, lr)
-    if loss_threshold is not None and not loss_threshold > 0:
-        raise ValueError(f"loss_threshold must be > 0 or None, got {loss_threshold}")
-    if patience < 1:
-        raise ValueError(f"patience must be >= 1, got {patience}")
+    _check_settings(n_models, seeds, data_seeds, steps, lr, loss_threshold, patience)
     models = [
         make_net(
             net,
