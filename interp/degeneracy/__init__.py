@@ -23,6 +23,7 @@ _EXPORTS = {
     "degeneracy_sweep": "interp.degeneracy.sweep",
     "dsa_distances": "interp.degeneracy.dsa",
     "eigenvalue_wasserstein": "interp.degeneracy.dsa",
+    "explained_rank": "interp.degeneracy.dsa",
     "fit_dmd": "interp.degeneracy.dsa",
     "make_executor": "interp.degeneracy.executors",
     "match_hidden_units": "interp.degeneracy.weights",
