@@ -137,12 +137,7 @@ class NativeLM(FamilyModules, HookedLM):
             sites.output("hook_pos_embed", self.model, family.positions)
         sites.output("ln_final.hook_normalized", self.model, family.ln_final)
         residual = scalar(family.residual_multiplier, config)
-        for layer, block in enumerate(self._layers):
-            prefix = f"blocks.{layer}."
-            if not sites.wants_layer(prefix):
-                continue
-            sites.input(prefix + "hook_resid_pre", block)
-            sites.output(prefix + "hook_resid_post", self._layers, str(layer))
+        for layer, block, prefix in sites.blocks(self._layers):
             attn_out, mlp_out = (
                 family.attn_out_norm or family.attn,
                 family.mlp_out_norm or family.mlp,

@@ -10,6 +10,7 @@ multiplier, flattened back from heads), and a capture stores the edited value.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import ExitStack
 
 import torch
@@ -43,6 +44,17 @@ class HookSites:
 
     def wants_layer(self, prefix: str) -> bool:
         return prefix.split(".")[1] in self.layers
+
+    def blocks(self, layers: nn.ModuleList) -> Iterator[tuple[int, nn.Module, str]]:
+        """``(layer, block, "blocks.{layer}.")`` for each layer this request touches, with the
+        block's residual hooks (``hook_resid_pre``/``hook_resid_post``) already installed."""
+        for layer, block in enumerate(layers):
+            prefix = f"blocks.{layer}."
+            if not self.wants_layer(prefix):
+                continue
+            self.input(prefix + "hook_resid_pre", block)
+            self.output(prefix + "hook_resid_post", layers, str(layer))
+            yield layer, block, prefix
 
     def _active(self, name: str) -> tuple[bool, list]:
         return name in self.wanted, self.edits.get(name, [])

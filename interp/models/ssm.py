@@ -196,12 +196,7 @@ class MambaLM(HookedLM):
         backbone = self.model.backbone
         sites.output("hook_embed", backbone, "embeddings")
         sites.output("ln_final.hook_normalized", backbone, "norm_f")
-        for layer, block in enumerate(self._layers):
-            prefix = f"blocks.{layer}."
-            if not sites.wants_layer(prefix):
-                continue
-            sites.input(prefix + "hook_resid_pre", block)
-            sites.output(prefix + "hook_resid_post", self._layers, str(layer))
+        for _, block, prefix in sites.blocks(self._layers):
             self._mixer_hooks(stack, sites, request, block, "mixer", prefix)
 
     def _mixer_hooks(

@@ -87,12 +87,7 @@ class HybridLM(MambaLM):
         sites = HookSites(stack, request)
         sites.output("hook_embed", self.model.model, "embed_tokens")
         sites.output("ln_final.hook_normalized", self.model.model, "final_layernorm")
-        for layer, block in enumerate(self._layers):
-            prefix = f"blocks.{layer}."
-            if not sites.wants_layer(prefix):
-                continue
-            sites.input(prefix + "hook_resid_pre", block)
-            sites.output(prefix + "hook_resid_post", self._layers, str(layer))
+        for layer, block, prefix in sites.blocks(self._layers):
             sites.output(prefix + "hook_mlp_out", block, "feed_forward")
             if self.layer_kinds[layer] == "attention":
                 sites.output(prefix + "hook_attn_out", block, "self_attn")
